@@ -13,7 +13,11 @@ ENV_MAX_WORKERS = "SOCI_MAX_LAYER_WORKERS"  # concurrent layers per image
 ENV_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"  # EMF namespace
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_LOG_LEVEL = "LOG_LEVEL"
+# "true" lets the handler index images of accounts other than its own (events
+# forwarded from another account's bus); default "false".
+ENV_ALLOW_CROSS_ACCOUNT = "SOCI_ALLOW_CROSS_ACCOUNT"
 
 DEFAULT_INDEX_VERSION = "v2"
 DEFAULT_TAG_SUFFIX = "-soci"
 DEFAULT_METRICS_NAMESPACE = "SociIndexBuilder"
+DEFAULT_SERVICE_NAME = "soci-index-builder"

@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 fuzz: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,fuzz]'
 	$(PY) bench/fuzz.py
 
 clean:

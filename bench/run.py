@@ -7,13 +7,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import engine_bench  # noqa: E402
-import pipeline_bench  # noqa: E402
+import engine_bench
+import pipeline_bench
+import scale_bench
 
 
 def main() -> int:
     status = engine_bench.main()
     status |= pipeline_bench.main()
+    status |= scale_bench.main([])
     return status
 
 

@@ -1,7 +1,825 @@
-"""OCI distribution API client: auth, retries, streaming blobs, uploads."""
+"""OCI distribution API client: auth, retries, streaming blobs, uploads.
+
+One ``RegistryClient`` talks to one registry host. Connections are kept alive
+per thread (layers are streamed from a thread pool), blobs arrive as an
+iterator of chunks that survives a dropped connection by resuming with a
+Range request, and every request is retried with backoff on 429, 5xx and
+connection errors. Credentials come from Amazon ECR (boto3, imported only
+when an ECR host is used), the Docker config file, or nowhere (anonymous).
+Nothing here ever logs or raises a token: URLs in errors lose their query.
+"""
 
 from __future__ import annotations
 
+import base64
+import email.utils
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from soci_indexer.errors import AuthError, RegistryError
+from soci_indexer.oci import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    sha256_digest,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1024 * 1024
+MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what registries themselves accept
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_ECR_HOST = re.compile(
+    r"(?P<account>\d{12})\.dkr[.-]ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+)
+
+# Observes every response: (method, URL without query, status). Tests use it to
+# check the order of writes; the CLI could use it for a debug trace.
+RequestObserver = Callable[[str, str, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try. ``sleep`` is injectable so tests can see the waits."""
+
+    attempts: int = 5
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: half fixed, half random."""
+        ceiling = min(self.max_delay, self.base_delay * (2.0**attempt))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+
+    def basic(self) -> str:
+        pair = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+class CredentialSource(Protocol):
+    def credentials(self) -> Credentials | None:
+        """Credentials for the registry, or None for anonymous access."""
+
+
+@dataclass(frozen=True, slots=True)
+class StaticCredentials:
+    """Fixed credentials (tests, or a caller that already has them)."""
+
+    value: Credentials | None
+
+    def credentials(self) -> Credentials | None:
+        return self.value
+
+
+class DockerConfigCredentials:
+    """``auths`` entries of the Docker config file (``$DOCKER_CONFIG/config.json`` or
+    ``~/.docker/config.json``). Credential helpers are not run: when only a helper
+    is configured for the host, asking for credentials says so."""
+
+    def __init__(self, host: str, path: Path | None = None) -> None:
+        self._host = host
+        self._path = path or _docker_config_path()
+
+    def credentials(self) -> Credentials | None:
+        config = self._load()
+        for key, entry in (config.get("auths") or {}).items():
+            if _auth_host(key) == self._host and isinstance(entry, dict):
+                found = _auth_entry(entry)
+                if found is not None:
+                    return found
+        helper = (config.get("credHelpers") or {}).get(self._host) or config.get("credsStore")
+        if helper:
+            raise AuthError(
+                f"credentials for {self._host} are kept by the Docker credential helper "
+                f"{helper!r}, which soci-indexer does not run; log in with an `auths` entry "
+                f"in {self._path} instead"
+            )
+        return None
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            loaded = json.loads(self._path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise AuthError(f"cannot read Docker config {self._path}: {exc}") from None
+        return loaded if isinstance(loaded, dict) else {}
+
+
+class EcrCredentials:
+    """Amazon ECR: ``ecr:GetAuthorizationToken`` for the registry's account (boto3, lazily).
+
+    Tokens last 12 hours; one is reused until 5 minutes before it expires.
+    """
+
+    def __init__(self, account: str, region: str) -> None:
+        self._account = account
+        self._region = region
+        self._cached: Credentials | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def credentials(self) -> Credentials | None:
+        with self._lock:
+            if self._cached is None or time.time() > self._expires:
+                self._cached, self._expires = self._fetch()
+            return self._cached
+
+    def _fetch(self) -> tuple[Credentials, float]:
+        import boto3  # the Lambda runtime ships it; imported only for ECR hosts
+
+        ecr = boto3.client("ecr", region_name=self._region)
+        try:
+            reply = ecr.get_authorization_token(registryIds=[self._account])
+        except Exception as exc:  # botocore's errors are many; all mean "no token"
+            raise AuthError(
+                f"ECR refused an authorization token for account {self._account} "
+                f"in {self._region}: {type(exc).__name__}"
+            ) from None
+        data = reply["authorizationData"][0]
+        username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        expires = data["expiresAt"].timestamp() - 300
+        return Credentials(username, password), expires
+
+
+def ecr_account_region(host: str) -> tuple[str, str] | None:
+    match = _ECR_HOST.fullmatch(host)
+    return (match["account"], match["region"]) if match else None
+
+
+def default_credentials(host: str) -> CredentialSource:
+    """ECR hosts authenticate through AWS; anything else through the Docker config file."""
+    ecr = ecr_account_region(host)
+    if ecr is not None:
+        return EcrCredentials(*ecr)
+    return DockerConfigCredentials(host)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedManifest:
+    data: bytes
+    media_type: str
+    digest: str
+
+
+class _ShortRead(Exception):
+    """A blob body ended before its declared length (connection dropped mid-body)."""
+
+
+class _Challenge:
+    """Per-registry auth state: the scheme the registry asked for and cached tokens."""
+
+    def __init__(self, source: CredentialSource) -> None:
+        self.source = source
+        self.scheme = ""  # "basic" or "bearer" once the registry has said
+        self.realm = ""
+        self.service = ""
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.lock = threading.Lock()
+
 
 class RegistryClient:
-    """Talks to one registry host."""
+    """Talks to one registry host over the OCI distribution API."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        plain_http: bool = False,
+        credentials: CredentialSource | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self.host = host
+        self.scheme = "http" if plain_http else "https"
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.observer = observer
+        self._auth = _Challenge(credentials or default_credentials(host))
+        self._local = threading.local()
+
+    @classmethod
+    def for_ecr(cls, host: str, region: str | None = None) -> RegistryClient:
+        """A client for an ECR registry, authenticated with the AWS credentials at hand."""
+        found = ecr_account_region(host)
+        if found is None:
+            raise AuthError(f"{host} is not an Amazon ECR registry host")
+        account, host_region = found
+        return cls(host, credentials=EcrCredentials(account, region or host_region))
+
+    # ---- manifests ---------------------------------------------------------------------------
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        """Fetch a manifest or index by tag or digest; a digest is checked against the body."""
+        reply = self._call(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            scope=_scope(repository),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        if len(reply.body) > MAX_MANIFEST_SIZE:
+            raise RegistryError("manifest larger than 4 MiB", url=self._url(repository, reference))
+        digest = sha256_digest(reply.body)
+        if reference.startswith("sha256:") and digest != reference:
+            raise RegistryError(
+                f"manifest content hashes to {digest}, not the digest asked for",
+                url=self._url(repository, reference),
+            )
+        media_type = reply.headers.get("content-type", "").split(";")[0].strip()
+        return FetchedManifest(reply.body, media_type, digest)
+
+    def head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest a tag or digest resolves to, or None when it does not exist."""
+        reply = self._call(
+            "HEAD",
+            f"/v2/{repository}/manifests/{reference}",
+            scope=_scope(repository),
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=(200, 404),
+        )
+        if reply.status == 404:
+            return None
+        return (
+            reply.headers.get("docker-content-digest")
+            or self.get_manifest(repository, reference).digest
+        )
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> bool:
+        """Store a manifest under a tag or its digest. Returns True when the registry
+        says it processed the manifest's ``subject`` (``OCI-Subject`` header)."""
+        reply = self._call(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            scope=_scope(repository, push=True),
+            headers={"Content-Type": media_type},
+            body=data,
+            ok=(201,),
+        )
+        stored = reply.headers.get("docker-content-digest")
+        if stored and stored != sha256_digest(data):
+            raise RegistryError(
+                f"registry stored the manifest as {stored}, not {sha256_digest(data)}",
+                url=self._url(repository, reference),
+            )
+        return "oci-subject" in reply.headers
+
+    def list_tags(self, repository: str, *, page_size: int = 1000) -> list[str]:
+        """Every tag of the repository, following ``Link`` pagination."""
+        tags: list[str] = []
+        path: str | None = f"/v2/{repository}/tags/list?n={page_size}"
+        while path:
+            reply = self._call("GET", path, scope=_scope(repository))
+            try:
+                tags.extend(json.loads(reply.body).get("tags") or [])
+            except (ValueError, AttributeError):
+                raise RegistryError("tag list is not JSON", url=self._url(repository)) from None
+            path = _next_link(reply.headers.get("link", ""))
+        return tags
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """Descriptors the referrers API lists for ``digest``; None if the registry lacks it."""
+        reply = self._call(
+            "GET",
+            f"/v2/{repository}/referrers/{digest}",
+            scope=_scope(repository),
+            headers={"Accept": OCI_INDEX},
+            ok=(200, 404),
+        )
+        if reply.status == 404 or not reply.headers.get("content-type", "").startswith(OCI_INDEX):
+            return None
+        try:
+            manifests = json.loads(reply.body).get("manifests") or []
+        except (ValueError, AttributeError):
+            raise RegistryError("referrers list is not JSON", url=self._url(repository)) from None
+        return [item for item in manifests if isinstance(item, dict)]
+
+    # ---- blobs -------------------------------------------------------------------------------
+
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """The blob's size when the repository has it, else None."""
+        reply = self._call(
+            "HEAD", f"/v2/{repository}/blobs/{digest}", scope=_scope(repository), ok=(200, 404)
+        )
+        if reply.status == 404:
+            return None
+        return int(reply.headers.get("content-length", "0"))
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        """A small blob (config, zTOC) in memory."""
+        return b"".join(self.stream_blob(repository, digest))
+
+    def get_blob_range(self, repository: str, digest: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of a blob."""
+        if end <= start:
+            return b""
+        return b"".join(self.stream_blob(repository, digest, start=start, end=end))
+
+    def stream_blob(
+        self,
+        repository: str,
+        digest: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> Iterator[bytes]:
+        """The blob's bytes ``[start, end)`` as chunks, never staged on disk.
+
+        A connection that breaks mid-body is re-opened with a Range request
+        from the first byte not yet yielded, so the consumer sees every byte
+        exactly once. Gives up after ``retry.attempts`` breaks in a row.
+        """
+        position = start
+        failures = 0
+        while end is None or position < end:
+            try:
+                for chunk in self._read_blob_from(repository, digest, position, end, chunk_size):
+                    position += len(chunk)
+                    failures = 0
+                    yield chunk
+                return
+            except (OSError, http.client.HTTPException, _ShortRead) as exc:
+                failures += 1
+                if failures >= self.retry.attempts:
+                    raise RegistryError(
+                        f"blob download broke {failures} times at byte {position}: {exc}",
+                        url=self._url(repository, "blobs", digest),
+                    ) from None
+                log.info("blob %s broke at byte %d (%s); resuming", digest, position, exc)
+                self.retry.sleep(self.retry.backoff(failures - 1))
+
+    def push_blob(
+        self,
+        repository: str,
+        data: bytes,
+        *,
+        mount_from: str | None = None,
+        chunk_size: int | None = None,
+    ) -> str:
+        """Upload ``data`` unless the repository already has it; returns its digest.
+
+        ``mount_from`` first asks for a cross-repository mount; ``chunk_size``
+        uploads in PATCH chunks instead of one PUT. A failed upload is started
+        over once from a new session.
+        """
+        digest = sha256_digest(data)
+        if self.blob_size(repository, digest) is not None:
+            return digest
+        try:
+            self._upload(repository, data, digest, mount_from, chunk_size)
+        except RegistryError as exc:
+            log.info("upload of %s to %s failed (%s); starting over", digest, repository, exc)
+            self._upload(repository, data, digest, mount_from, chunk_size)
+        return digest
+
+    def ping(self) -> None:
+        """``GET /v2/``: the registry answers (authenticating if it asks)."""
+        self._call("GET", "/v2/", scope="")
+
+    # ---- uploads -----------------------------------------------------------------------------
+
+    def _upload(
+        self,
+        repository: str,
+        data: bytes,
+        digest: str,
+        mount_from: str | None,
+        chunk_size: int | None,
+    ) -> None:
+        scope = _scope(repository, push=True)
+        path = f"/v2/{repository}/blobs/uploads/"
+        if mount_from:
+            path += f"?mount={digest}&from={mount_from}"
+            scope += " " + _scope(mount_from)
+        started = self._call("POST", path, scope=scope, ok=(201, 202))
+        if started.status == 201:
+            return
+        location = self._location(started, repository)
+        if chunk_size:
+            for offset in range(0, len(data), chunk_size):
+                piece = data[offset : offset + chunk_size]
+                patched = self._call(
+                    "PATCH",
+                    location,
+                    scope=scope,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + len(piece) - 1}",
+                    },
+                    body=piece,
+                    ok=(202,),
+                )
+                location = self._location(patched, repository)
+            data = b""
+        self._call(
+            "PUT",
+            _with_query(location, digest=digest),
+            scope=scope,
+            headers={"Content-Type": "application/octet-stream"},
+            body=data,
+            ok=(201,),
+        )
+
+    def _location(self, reply: Reply, repository: str) -> str:
+        location = reply.headers.get("location")
+        if not location:
+            raise RegistryError("upload answer has no Location", url=self._url(repository))
+        return location
+
+    # ---- blob reading ------------------------------------------------------------------------
+
+    def _read_blob_from(
+        self, repository: str, digest: str, position: int, end: int | None, chunk_size: int
+    ) -> Iterator[bytes]:
+        headers = {}
+        if position or end is not None:
+            last = "" if end is None else str(end - 1)
+            headers["Range"] = f"bytes={position}-{last}"
+        conn_key, response = self._open(
+            "GET", f"/v2/{repository}/blobs/{digest}", scope=_scope(repository), headers=headers
+        )
+        finished = False
+        try:
+            remaining = self._body_length(response, repository, digest, position, end)
+            while remaining is None or remaining > 0:
+                want = chunk_size if remaining is None else min(chunk_size, remaining)
+                chunk = response.read(want)
+                if not chunk:
+                    if remaining is None:
+                        break
+                    raise _ShortRead(f"body ended {remaining} bytes early")
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+            finished = True
+        finally:
+            if not finished or not response.isclosed():
+                self._drop(conn_key)
+
+    def _body_length(
+        self,
+        response: http.client.HTTPResponse,
+        repository: str,
+        digest: str,
+        position: int,
+        end: int | None,
+    ) -> int | None:
+        """Bytes to read from ``response``; skips what a server ignoring Range re-sent."""
+        url = self._url(repository, "blobs", digest)
+        length = response.getheader("content-length")
+        total = int(length) if length is not None else None
+        if response.status == 206:
+            first = _content_range_start(response.getheader("content-range", ""))
+            if first != position:
+                raise RegistryError(f"asked for byte {position}, got range from {first}", url=url)
+            return total
+        if response.status != 200:
+            body = response.read(64 * 1024)
+            raise _status_error(f"GET blob {digest}", response.status, body, url)
+        if position:  # the server ignored Range and sent the whole blob: skip to position
+            _discard(response, position)
+            total = None if total is None else total - position
+        if end is not None:
+            total = end - position if total is None else min(total, end - position)
+        return total
+
+    # ---- the request loop --------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        ok: Iterable[int] = (200,),
+    ) -> Reply:
+        """One request with retries, auth and redirects; the whole body read."""
+        conn_key, response = self._open(method, path, scope=scope, headers=headers, body=body)
+        try:
+            data = b"" if method == "HEAD" else response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop(conn_key)
+            raise RegistryError(
+                f"{method} failed reading the answer: {exc}", url=_clean(path)
+            ) from None
+        reply = Reply(response.status, _lower_headers(response), data)
+        if reply.status not in tuple(ok):
+            raise _status_error(method, reply.status, data, self._absolute(path))
+        return reply
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> tuple[tuple[str, str], http.client.HTTPResponse]:
+        """Send a request until it gets an answer worth returning (not 401 once, not a
+        retryable failure while attempts remain, not a redirect); the body is unread."""
+        url = self._absolute(path)
+        authenticated = False
+        redirects = 0
+        attempt = 0
+        while True:
+            send_headers = dict(headers or {})
+            own_host = urllib.parse.urlsplit(url).netloc == self.host
+            if own_host:
+                send_headers.update(self._auth_header(scope))
+            try:
+                conn_key, response = self._send(method, url, send_headers, body)
+            except (OSError, http.client.HTTPException) as exc:
+                attempt += 1
+                if attempt >= self.retry.attempts:
+                    raise RegistryError(
+                        f"{method} failed after {attempt} attempts: {exc}", url=_clean(url)
+                    ) from None
+                self.retry.sleep(self.retry.backoff(attempt - 1))
+                continue
+            status = response.status
+            if status == 401 and own_host and not authenticated:
+                challenge = response.getheader("www-authenticate", "")
+                self._finish(conn_key, response)
+                self._authenticate(challenge, scope, url)
+                authenticated = True
+                continue
+            if status in _REDIRECT_STATUSES and response.getheader("location"):
+                redirects += 1
+                location = urllib.parse.urljoin(url, response.getheader("location", ""))
+                self._finish(conn_key, response)
+                if redirects > 5:
+                    raise RegistryError("too many redirects", url=_clean(url))
+                url = location
+                continue
+            if status in _RETRY_STATUSES and attempt + 1 < self.retry.attempts:
+                wait = self._retry_wait(response, attempt)
+                self._finish(conn_key, response)
+                log.info("%s %s answered %d; retrying in %.2fs", method, _clean(url), status, wait)
+                attempt += 1
+                self.retry.sleep(wait)
+                continue
+            if status == 401:
+                self._finish(conn_key, response)
+                raise AuthError("the registry refused our credentials", status=401, url=_clean(url))
+            return conn_key, response
+
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[tuple[str, str], http.client.HTTPResponse]:
+        parts = urllib.parse.urlsplit(url)
+        conn_key = (parts.scheme, parts.netloc)
+        conn = self._connection(conn_key)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if body is not None:
+            headers.setdefault("Content-Length", str(len(body)))
+        try:
+            conn.request(method, target, body=body, headers=headers)
+            response = conn.getresponse()
+        except BaseException:
+            self._drop(conn_key)
+            raise
+        if self.observer is not None:
+            self.observer(method, _clean(url), response.status)
+        log.debug("%s %s -> %d", method, _clean(url), response.status)
+        return conn_key, response
+
+    def _retry_wait(self, response: http.client.HTTPResponse, attempt: int) -> float:
+        retry_after = _parse_retry_after(response.getheader("retry-after"))
+        if retry_after is not None:
+            return min(retry_after, self.retry.max_retry_after)
+        return self.retry.backoff(attempt)
+
+    def _finish(self, conn_key: tuple[str, str], response: http.client.HTTPResponse) -> None:
+        """Read a response we do not want so the connection can be reused."""
+        try:
+            _discard(response, None)
+        except (OSError, http.client.HTTPException):
+            self._drop(conn_key)
+
+    # ---- connections -------------------------------------------------------------------------
+
+    def _connection(self, key: tuple[str, str]) -> http.client.HTTPConnection:
+        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._pool()
+        conn = pool.get(key)
+        if conn is None:
+            scheme, netloc = key
+            factory = (
+                http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            )
+            conn = factory(netloc, timeout=self.timeout)
+            pool[key] = conn
+        return conn
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        conn = self._pool().pop(key, None)
+        if conn is not None:
+            conn.close()
+
+    def _pool(self) -> dict[tuple[str, str], http.client.HTTPConnection]:
+        pool: dict[tuple[str, str], http.client.HTTPConnection] | None = getattr(
+            self._local, "pool", None
+        )
+        if pool is None:
+            pool = self._local.pool = {}
+        return pool
+
+    def close(self) -> None:
+        """Close this thread's connections."""
+        for key in list(self._pool()):
+            self._drop(key)
+
+    # ---- auth --------------------------------------------------------------------------------
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        auth = self._auth
+        if auth.scheme == "basic":
+            creds = auth.source.credentials()
+            return {"Authorization": creds.basic()} if creds else {}
+        if auth.scheme == "bearer":
+            with auth.lock:
+                token = auth.tokens.get(scope)
+            if token and token[1] > time.monotonic():
+                return {"Authorization": f"Bearer {token[0]}"}
+        return {}
+
+    def _authenticate(self, challenge: str, scope: str, url: str) -> None:
+        scheme, params = _parse_challenge(challenge)
+        if scheme == "basic":
+            if self._auth.source.credentials() is None:
+                raise AuthError("the registry wants a login and we have none", url=_clean(url))
+            self._auth.scheme = "basic"
+        elif scheme == "bearer" and params.get("realm"):
+            self._auth.realm = params["realm"]
+            self._auth.service = params.get("service", "")
+            self._auth.scheme = "bearer"
+            self._fetch_token(scope or params.get("scope", ""))
+        else:
+            raise AuthError("unsupported authentication challenge", status=401, url=_clean(url))
+
+    def _fetch_token(self, scope: str) -> None:
+        """Token auth (distribution's token spec): ask the realm for a token for ``scope``."""
+        query = [("service", self._auth.service)] if self._auth.service else []
+        query += [("scope", part) for part in scope.split()]
+        realm = self._auth.realm
+        token_url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        creds = self._auth.source.credentials()
+        headers = {"Authorization": creds.basic()} if creds else {}
+        conn_key, response = self._send("GET", token_url, headers, None)
+        body = response.read()
+        self._finish(conn_key, response)
+        if response.status != 200:
+            raise AuthError(
+                "the token service refused us", status=response.status, url=_clean(realm)
+            )
+        try:
+            answer = json.loads(body)
+            token = answer.get("token") or answer.get("access_token")
+            lifetime = float(answer.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise AuthError("the token service sent no token", url=_clean(realm))
+        with self._auth.lock:
+            self._auth.tokens[scope] = (token, time.monotonic() + max(lifetime - 10, 1))
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _absolute(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.scheme}://{self.host}{path}"
+
+    def _url(self, repository: str, *parts: str) -> str:
+        return "/".join((f"{self.scheme}://{self.host}/v2/{repository}", *parts))
+
+
+def _scope(repository: str, *, push: bool = False) -> str:
+    return f"repository:{repository}:{'pull,push' if push else 'pull'}" if repository else ""
+
+
+def _clean(url: str) -> str:
+    """A URL safe to show: no query (pre-signed URLs and upload states carry secrets)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _with_query(url: str, **params: str) -> str:
+    return url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
+
+
+def _lower_headers(response: http.client.HTTPResponse) -> dict[str, str]:
+    return {name.lower(): value for name, value in response.getheaders()}
+
+
+def _discard(response: http.client.HTTPResponse, count: int | None) -> None:
+    """Read and drop ``count`` bytes (all, when None)."""
+    left = count
+    while left is None or left > 0:
+        chunk = response.read(CHUNK_SIZE if left is None else min(CHUNK_SIZE, left))
+        if not chunk:
+            if left is not None:
+                raise _ShortRead("body ended while skipping")
+            return
+        if left is not None:
+            left -= len(chunk)
+
+
+def _status_error(what: str, status: int, body: bytes, url: str) -> RegistryError:
+    """A RegistryError with the registry's own error message, when it sent one."""
+    detail = ""
+    try:
+        errors = json.loads(body).get("errors") or []
+        detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors[:3])
+    except (ValueError, AttributeError, TypeError):
+        pass
+    cls = AuthError if status in (401, 403) else RegistryError
+    message = f"{what} failed" + (f": {detail}" if detail else "")
+    return cls(message, status=status, url=_clean(url))
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    params = {key.lower(): value for key, value in re.findall(r'(\w+)="([^"]*)"', rest)}
+    return scheme.lower(), params
+
+
+def _content_range_start(value: str) -> int | None:
+    match = re.match(r"bytes (\d+)-", value.strip())
+    return int(match.group(1)) if match else None
+
+
+def _next_link(header: str) -> str | None:
+    match = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', header)
+    return match.group(1) if match else None
+
+
+def _docker_config_path() -> Path:
+    base = os.environ.get("DOCKER_CONFIG")
+    return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
+
+
+def _auth_host(key: str) -> str:
+    """``auths`` keys are hosts or URLs (``https://index.docker.io/v1/`` for Docker Hub)."""
+    host = urllib.parse.urlsplit(key).netloc if "://" in key else key.split("/", 1)[0]
+    return "registry-1.docker.io" if host in ("index.docker.io", "docker.io") else host
+
+
+def _auth_entry(entry: Mapping[str, Any]) -> Credentials | None:
+    encoded = entry.get("auth")
+    if isinstance(encoded, str) and encoded:
+        try:
+            username, sep, password = base64.b64decode(encoded).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise AuthError("a Docker config `auth` entry is not base64 user:password") from None
+        if sep:
+            return Credentials(username, password)
+    user, secret = entry.get("username"), entry.get("password")
+    if isinstance(user, str) and isinstance(secret, str):
+        return Credentials(user, secret)
+    return None

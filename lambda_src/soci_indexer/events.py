@@ -1,0 +1,200 @@
+"""ECR "Image Action" events: what was pushed, whether to index it, and where its registry is.
+
+The EventBridge rule filters most events; these guards are what a pattern
+cannot express, and a second line of defence when the rule is edited by hand.
+The registry host is derived from the event's account and region and nothing
+else, so no event can point the function at a host outside ECR.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from soci_indexer.errors import SociError
+
+ECR_SOURCE = "aws.ecr"
+IMAGE_ACTION = "ECR Image Action"
+SOCI_INDEX_ARTIFACT_TYPES = frozenset(
+    {"application/vnd.amazon.soci.index.v1+json", "application/vnd.amazon.soci.index.v2+json"}
+)
+
+# ASCII classes on purpose: ``\d`` would also accept other scripts' digits.
+_ACCOUNT = re.compile(r"[0-9]{12}")
+# Commercial, GovCloud and China regions: us-east-1, us-gov-west-1, cn-north-1.
+# Partitions with other DNS suffixes (ISO, sovereign clouds) are refused, not guessed.
+_REGION = re.compile(r"[a-z]{2}(?:-gov)?-[a-z]+-[0-9]{1,2}")
+_REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
+_MAX_REPOSITORY_LENGTH = 256
+
+
+class InvalidEvent(SociError):
+    """An event (or SQS message) that is not a well-formed ECR Image Action."""
+
+
+class AccountNotAllowed(SociError):
+    """An event about another account's registry, which this function may not serve."""
+
+
+class SkipReason(StrEnum):
+    """Why an event is a successful no-op rather than an image to index."""
+
+    NOT_A_PUSH = "not-a-push"
+    PUSH_FAILED = "push-failed"
+    SOCI_ARTIFACT = "soci-artifact"  # a SOCI index manifest pushed by an indexer
+    UNTAGGED = "untagged"  # children of multi-platform and SOCI-enabled images
+    SOCI_OUTPUT_TAG = "soci-output-tag"  # our own output: indexing it would loop
+
+
+@dataclass(frozen=True, slots=True)
+class ImageAction:
+    """The fields of one ECR Image Action event that the handler acts on."""
+
+    event_id: str
+    account: str
+    region: str
+    action_type: str
+    result: str
+    repository: str
+    digest: str
+    tag: str
+    manifest_media_type: str = ""
+    artifact_media_type: str = ""
+
+
+def parse_image_action(event: object) -> ImageAction:
+    """Check the envelope and the detail of an EventBridge event; raise ``InvalidEvent``.
+
+    ``repository-name`` is required; other fields are checked for shape when
+    present. ``image-tag`` may be absent or ``""`` (untagged pushes carry an
+    empty string).
+    """
+    envelope = _mapping(event, "event")
+    source, detail_type = envelope.get("source"), envelope.get("detail-type")
+    if source != ECR_SOURCE or detail_type != IMAGE_ACTION:
+        raise InvalidEvent(
+            f"not an ECR Image Action event (source={source!r}, detail-type={detail_type!r})"
+        )
+    detail = _mapping(envelope.get("detail"), "event detail")
+    action = ImageAction(
+        event_id=_text(envelope, "id"),
+        account=_text(envelope, "account"),
+        region=_text(envelope, "region"),
+        action_type=_text(detail, "action-type"),
+        result=_text(detail, "result"),
+        repository=_text(detail, "repository-name"),
+        digest=_text(detail, "image-digest"),
+        tag=_text(detail, "image-tag"),
+        manifest_media_type=_text(detail, "manifest-media-type"),
+        artifact_media_type=_text(detail, "artifact-media-type"),
+    )
+    _check_shapes(action)
+    return action
+
+
+def skip_reason(action: ImageAction, tag_suffix: str) -> SkipReason | None:
+    """Why this event needs no indexing, or None when the pushed image should be indexed."""
+    if action.action_type != "PUSH":
+        return SkipReason.NOT_A_PUSH
+    if action.result != "SUCCESS":
+        return SkipReason.PUSH_FAILED
+    if action.artifact_media_type in SOCI_INDEX_ARTIFACT_TYPES:
+        return SkipReason.SOCI_ARTIFACT
+    if not action.tag:
+        return SkipReason.UNTAGGED
+    if action.tag.endswith(tag_suffix):
+        return SkipReason.SOCI_OUTPUT_TAG
+    return None
+
+
+def registry_host(account: str, region: str) -> str:
+    """The ECR registry of ``account`` in ``region``: the only host the handler talks to."""
+    _check_account(account)
+    _check_region(region)
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{account}.dkr.ecr.{region}.{suffix}"
+
+
+def check_account(
+    action: ImageAction, invoked_function_arn: str, *, allow_cross_account: bool
+) -> None:
+    """Refuse events about another account unless cross-account indexing is allowed.
+
+    The function's own account comes from its ARN; an ARN that does not parse
+    refuses every event rather than guessing.
+    """
+    if allow_cross_account:
+        return
+    parts = invoked_function_arn.split(":")
+    own_account = parts[4] if len(parts) > 4 and parts[0] == "arn" else ""
+    if not _ACCOUNT.fullmatch(own_account):
+        raise AccountNotAllowed(
+            f"cannot tell this function's account from its ARN {invoked_function_arn!r}"
+        )
+    if action.account != own_account:
+        raise AccountNotAllowed(
+            f"event is about account {action.account}, this function serves {own_account} "
+            "(cross-account indexing is off)"
+        )
+
+
+def parse_message_body(body: object) -> object:
+    """Decode an SQS message body holding an EventBridge event."""
+    if not isinstance(body, str):
+        raise InvalidEvent(f"SQS message body is {type(body).__name__}, expected JSON text")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(
+            f"SQS message body is not JSON: {exc.msg} at character {exc.pos}"
+        ) from None
+
+
+def is_sqs_batch(event: Mapping[str, object]) -> bool:
+    """True for the ``{"Records": [...]}`` shape an SQS event source mapping delivers."""
+    records = event.get("Records")
+    return isinstance(records, list) and all(
+        isinstance(record, Mapping) and record.get("eventSource") == "aws:sqs" for record in records
+    )
+
+
+def _check_shapes(action: ImageAction) -> None:
+    _check_account(action.account)
+    _check_region(action.region)
+    if not (
+        len(action.repository) <= _MAX_REPOSITORY_LENGTH
+        and _REPOSITORY.fullmatch(action.repository)
+    ):
+        raise InvalidEvent(f"repository-name {action.repository!r} is not an ECR repository name")
+    if action.tag and not _TAG.fullmatch(action.tag):
+        raise InvalidEvent(f"image-tag {action.tag!r} is not an image tag")
+    if action.digest and not _DIGEST.fullmatch(action.digest):
+        raise InvalidEvent(f"image-digest {action.digest!r} is not a digest")
+
+
+def _check_account(account: str) -> None:
+    if not _ACCOUNT.fullmatch(account):
+        raise InvalidEvent(f"account {account!r} is not a 12-digit AWS account id")
+
+
+def _check_region(region: str) -> None:
+    if not _REGION.fullmatch(region):
+        raise InvalidEvent(f"region {region!r} is not an AWS region with a known ECR endpoint")
+
+
+def _mapping(value: object, what: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise InvalidEvent(f"{what} is {type(value).__name__}, expected a JSON object")
+    return value
+
+
+def _text(fields: Mapping[str, object], key: str) -> str:
+    value = fields.get(key, "")
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{key} is {type(value).__name__}, expected a string")
+    return value

@@ -136,7 +136,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_pull_times(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from soci_indexer import ecs_pull_times
+
+    ecs = ecs_pull_times.ecs_client(args.region)
+    report = ecs_pull_times.collect(ecs, args.cluster, args.task)
+    print(ecs_pull_times.to_json(report) if args.json else ecs_pull_times.format_table(report))
+    return EXIT_FAILED if report.failures else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

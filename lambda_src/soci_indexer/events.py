@@ -155,12 +155,16 @@ def parse_message_body(body: object) -> object:
         ) from None
 
 
-def is_sqs_batch(event: Mapping[str, object]) -> bool:
-    """True for the ``{"Records": [...]}`` shape an SQS event source mapping delivers."""
-    records = event.get("Records")
-    return isinstance(records, list) and all(
+def sqs_records(event: object) -> list[Mapping[str, object]] | None:
+    """The records of an SQS delivery (``{"Records": [...]}``), or None for anything else."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        return None
+    if not all(
         isinstance(record, Mapping) and record.get("eventSource") == "aws:sqs" for record in records
-    )
+    ):
+        return None
+    return records
 
 
 def _check_shapes(action: ImageAction) -> None:

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from soci_indexer import pipeline
 from soci_indexer.config import ConfigurationError, HandlerConfig, load_config
@@ -26,11 +26,11 @@ from soci_indexer.errors import SociError
 from soci_indexer.events import (
     ImageAction,
     check_account,
-    is_sqs_batch,
     parse_image_action,
     parse_message_body,
     registry_host,
     skip_reason,
+    sqs_records,
 )
 from soci_indexer.telemetry import Logger, Metrics, Unit
 
@@ -66,7 +66,7 @@ class IndexingFailed(SociError):
 class Outcome:
     """What happened to one event: ``indexed``, ``skipped`` (with why) or ``failed``."""
 
-    status: str
+    status: Literal["indexed", "skipped", "failed"]
     reason: str = ""
     output_reference: str | None = None
 
@@ -90,13 +90,13 @@ LOGGER = Logger(CONFIG.service_name, level=CONFIG.log_level)
 METRICS = Metrics(CONFIG.metrics_namespace, CONFIG.service_name)
 
 
-def handler(event: Mapping[str, object], context: LambdaContext) -> dict[str, object]:
+def handler(event: object, context: LambdaContext) -> dict[str, object]:
     """The Lambda handler: production settings, ECR registries only."""
     return process_event(event, context, client_factory=_ecr_client_for)
 
 
 def process_event(
-    event: Mapping[str, object],
+    event: object,
     context: LambdaContext,
     *,
     client_factory: ClientFactory,
@@ -121,8 +121,9 @@ def process_event(
     LOGGER.clear_keys()
     LOGGER.append_keys(request_id=context.aws_request_id)
     try:
-        if is_sqs_batch(event):
-            return run.batch(event)
+        records = sqs_records(event)
+        if records is not None:
+            return run.batch(records)
         outcome = run.one(event)
         if outcome.failed:
             raise IndexingFailed(outcome.reason)
@@ -160,9 +161,7 @@ class _Run:
         self.config = config
         self.safety_margin_seconds = safety_margin_seconds
 
-    def batch(self, event: Mapping[str, object]) -> dict[str, object]:
-        records = event["Records"]
-        assert isinstance(records, list)  # is_sqs_batch checked the shape
+    def batch(self, records: list[Mapping[str, object]]) -> dict[str, object]:
         failures = []
         for record in records:
             message_id = str(record.get("messageId", ""))
@@ -184,7 +183,12 @@ class _Run:
         """Parse, guard and index one EventBridge event; never raises."""
         try:
             action = parse_image_action(event)
-            LOGGER.append_keys(repository=action.repository, digest=action.digest, tag=action.tag)
+            LOGGER.append_keys(
+                event_id=action.event_id,
+                repository=action.repository,
+                digest=action.digest,
+                tag=action.tag,
+            )
             check_account(
                 action,
                 self.context.invoked_function_arn,
@@ -201,6 +205,12 @@ class _Run:
             return self._failed(exc, logged=True)
 
     def _index(self, action: ImageAction) -> pipeline.ImageResult:
+        """Index what the tag names now, not the event's digest.
+
+        SQS may deliver a tag's events out of order. Indexing by tag makes
+        ``<tag><suffix>`` converge on the tag's current image; indexing by digest
+        could let a late, older event point it back at a superseded image.
+        """
         remaining = self.context.get_remaining_time_in_millis() / 1000
         if remaining <= self.safety_margin_seconds:
             raise NoTimeLeft(

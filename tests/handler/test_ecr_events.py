@@ -11,11 +11,11 @@ from soci_indexer.events import (
     InvalidEvent,
     SkipReason,
     check_account,
-    is_sqs_batch,
     parse_image_action,
     parse_message_body,
     registry_host,
     skip_reason,
+    sqs_records,
 )
 
 # Every sample event, and what the handler must decide for it with the default suffix.
@@ -220,6 +220,8 @@ def test_a_message_body_that_is_not_text_is_an_invalid_event() -> None:
 
 
 def test_sqs_deliveries_are_told_apart_from_bare_eventbridge_events() -> None:
-    assert is_sqs_batch({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]})
-    assert not is_sqs_batch(load_event("push-tagged"))
-    assert not is_sqs_batch({"Records": [{"eventSource": "aws:sns"}]})
+    record = {"eventSource": "aws:sqs", "body": "{}"}
+    assert sqs_records({"Records": [record]}) == [record]
+    assert sqs_records(load_event("push-tagged")) is None
+    assert sqs_records({"Records": [{"eventSource": "aws:sns"}]}) is None
+    assert sqs_records(["Records"]) is None

@@ -87,6 +87,13 @@ def test_an_invocation_that_is_neither_sqs_nor_eventbridge_fails(
         process_event({"hello": "world"}, context, client_factory=no_registry)
 
 
+def test_an_invocation_whose_payload_is_not_an_object_fails(
+    context: FakeContext, no_registry: Callable[[str, str], object]
+) -> None:
+    with pytest.raises(IndexingFailed, match="InvalidEvent"):
+        process_event(["Records"], context, client_factory=no_registry)
+
+
 def test_too_little_time_left_fails_the_record_before_any_registry_call(
     no_registry: Callable[[str, str], object],
 ) -> None:
@@ -178,6 +185,7 @@ def test_log_lines_carry_request_message_repository_digest_and_tag(
         line for line in log_lines(capsys.readouterr().out) if line["message"] == "image skipped"
     ]
     assert skipped["request_id"] == context.aws_request_id
+    assert skipped["event_id"] == "13cde686-328b-6117-af20-0e5566167482"
     assert skipped["message_id"] == "msg-0"
     assert (skipped["repository"], skipped["tag"], skipped["reason"]) == (
         "team-a/simulation",

@@ -201,8 +201,7 @@ class _Run:
         except SociError as exc:
             return self._failed(exc)
         except Exception as exc:  # a bug must fail this record only, not the whole batch
-            LOGGER.exception("unexpected error")
-            return self._failed(exc, logged=True)
+            return self._failed(exc, with_traceback=True)
 
     def _index(self, action: ImageAction) -> pipeline.ImageResult:
         """Index what the tag names now, not the event's digest.
@@ -234,10 +233,15 @@ class _Run:
             _report_layer(layer)
         if result.status is not pipeline.ImageStatus.INDEXED:
             return self._skipped(result.status.value.removeprefix("skipped-"), result.reason)
-        indexed = [layer for layer in result.layers if layer.status is pipeline.LayerStatus.INDEXED]
+        # A layer shared by several platforms is indexed once: count distinct digests.
+        indexed = {
+            layer.digest: layer.size
+            for layer in result.layers
+            if layer.status is pipeline.LayerStatus.INDEXED
+        }
         METRICS.add("ImagesIndexed", Unit.COUNT, 1)
         METRICS.add("LayersIndexed", Unit.COUNT, len(indexed))
-        METRICS.add("BytesIndexed", Unit.BYTES, sum(layer.size for layer in indexed))
+        METRICS.add("BytesIndexed", Unit.BYTES, sum(indexed.values()))
         METRICS.add("BuildSeconds", Unit.SECONDS, round(result.seconds, 3))
         LOGGER.info(
             "image indexed",
@@ -253,11 +257,13 @@ class _Run:
         LOGGER.info("image skipped", reason=reason, detail=detail)
         return Outcome("skipped", reason)
 
-    def _failed(self, error: BaseException, *, logged: bool = False) -> Outcome:
+    def _failed(self, error: Exception, *, with_traceback: bool = False) -> Outcome:
+        """Typed errors explain themselves in one line; anything else is a bug and
+        gets its traceback."""
         kind = type(error).__name__
         METRICS.add("ImagesFailed", Unit.COUNT, 1, reason=kind)
-        if not logged:
-            LOGGER.error("image failed", error_type=kind, error=str(error))
+        log = LOGGER.exception if with_traceback else LOGGER.error
+        log("image failed", error_type=kind, error=str(error))
         return Outcome("failed", f"{kind}: {error}")
 
 

@@ -4,7 +4,9 @@ The snapshotter decodes a SOCI index and re-encodes it with Go before storing
 it under the digest it was pulled by, so any other spelling of the same JSON
 breaks the pull (SOCI-FORMAT.md section 3). Go writes compact JSON, struct
 fields in declaration order, map keys sorted bytewise, ``<``, ``>``, ``&``,
-U+2028 and U+2029 as ``\\u`` escapes, and invalid UTF-8 as U+FFFD.
+U+2028 and U+2029 as ``\\u`` escapes. A lone surrogate (Python keeps the ones
+a ``\\ud800`` escape in JSON we read produced) becomes U+FFFD, which is what
+Go's decoder turns it into before re-encoding.
 
 Python values map to Go values like this: ``Struct`` is a Go struct (fields in
 the order given, omitted fields simply left out by the caller), ``dict`` is a
@@ -94,7 +96,7 @@ def _sort_key(key: str) -> bytes:
 
 
 def _replace_surrogates(text: str) -> str:
-    """Lone surrogates (invalid UTF-8 after a lenient decode) become U+FFFD, as in Go."""
+    """Lone surrogates become U+FFFD, as Go's decoder makes them."""
     return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
 
 

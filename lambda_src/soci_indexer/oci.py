@@ -54,7 +54,6 @@ ANNOTATION_LAYER_DIGEST = "com.amazon.soci.image-layer-digest"
 ANNOTATION_LAYER_MEDIA_TYPE = "com.amazon.soci.image-layer-mediaType"
 ANNOTATION_SPAN_SIZE = "com.amazon.soci.span-size"
 ANNOTATION_BUILD_TOOL = "com.amazon.soci.build-tool-identifier"
-ANNOTATION_DISABLE_XATTRS = "com.amazon.soci.disable-xattrs"
 ANNOTATION_REFERENCE_TYPE = "vnd.docker.reference.type"  # buildx attestation manifests
 
 EMPTY_CONFIG = b"{}"
@@ -290,7 +289,7 @@ def parse_platform_from_config(data: bytes) -> Platform:
 
 
 def ztoc_descriptor(
-    ztoc_digest: str, ztoc_size: int, layer: Descriptor, span_size: int, *, disable_xattrs: bool
+    ztoc_digest: str, ztoc_size: int, layer: Descriptor, span_size: int
 ) -> Descriptor:
     """The zTOC's entry in a SOCI index: found by the layer digest it annotates."""
     annotations = {
@@ -298,8 +297,6 @@ def ztoc_descriptor(
         ANNOTATION_LAYER_MEDIA_TYPE: layer.media_type,
         ANNOTATION_SPAN_SIZE: str(span_size),
     }
-    if disable_xattrs:
-        annotations[ANNOTATION_DISABLE_XATTRS] = "true"
     return Descriptor(ZTOC_MEDIA_TYPE, ztoc_digest, ztoc_size, annotations=annotations)
 
 
@@ -329,11 +326,6 @@ def soci_enabled_manifest(image: ImageManifest, soci_index_digest: str) -> Image
         config=replace(image.config, media_type=OCI_CONFIG),
         annotations={**image.annotations, ANNOTATION_INDEX_DIGEST: soci_index_digest},
     )
-
-
-def unindexed_view(manifest: ImageManifest) -> tuple[Descriptor, tuple[Descriptor, ...]]:
-    """What a SOCI-enabled manifest shares with its source image: config blob and layers."""
-    return replace(manifest.config, media_type=OCI_CONFIG), manifest.layers
 
 
 @dataclass(frozen=True, slots=True)

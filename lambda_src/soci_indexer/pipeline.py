@@ -1,19 +1,44 @@
 """Image reference -> SOCI-enabled image: per platform, per layer, through the engine.
 
 Knows the registry only through ``registry.RegistryClient``; knows nothing of AWS.
+
+The order of work is what makes a run safe to repeat and to interrupt:
+resolve and classify the push (SOCI output and non-images are skipped before
+any byte is read), return early when ``<tag><suffix>`` already holds exactly
+what this run would write, stream every qualifying layer through the engine
+(a bounded pool, nothing on disk), then push zTOCs, SOCI indexes, SOCI-enabled
+manifests and, last of all, the output tag, so it never names a partial result.
+All JSON is Go-canonical and deterministic, so a repeat run computes the same
+digests and every object it would push is already there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
-from soci_indexer import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE
+from soci_indexer import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, oci
+from soci_indexer.errors import CorruptLayer, InvalidReference, LayerError, SociError
+from soci_indexer.layer import CompressionChoice, build_ztoc
+from soci_indexer.oci import Descriptor, ImageIndex, ImageManifest, IndexedPlatform, Platform
+from soci_indexer.reference import is_valid_tag
 
 if TYPE_CHECKING:
     from soci_indexer.registry import RegistryClient
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class DeadlineExceeded(SociError):
+    """The run's deadline passed before it could push; nothing partial was tagged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +89,7 @@ class ImageResult:
     layers: tuple[LayerOutcome, ...]
     seconds: float
     reason: str = ""
+    soci_indexes: tuple[str, ...] = ()  # digests of the SOCI index manifests (new or found)
 
 
 def index_image(
@@ -72,10 +98,501 @@ def index_image(
     reference: str,
     options: IndexOptions = IndexOptions(),
     *,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImageResult:
     """Index ``repository:reference`` and push its SOCI-enabled image.
 
-    ``progress(layer_digest, bytes_done, bytes_total)`` reports long layers.
+    ``reference`` is a tag, a digest, or ``tag@digest`` (resolve by digest,
+    name the output after the tag). ``progress(layer_digest, bytes_done,
+    bytes_total)`` reports long layers. Registry failures raise RegistryError
+    (worth a retry); layers that cannot be indexed are reported, not raised.
     """
-    raise NotImplementedError
+    return _Run(client, repository, reference, options, progress).run()
+
+
+# ---- what a run works on -------------------------------------------------------------------
+
+
+@dataclass
+class _PlatformImage:
+    """One platform manifest of the pushed image and what became of its layers."""
+
+    platform: Platform
+    descriptor: Descriptor  # as the (original or synthesised) index lists it
+    manifest: ImageManifest
+    outcomes: dict[str, LayerOutcome] = field(default_factory=dict)  # layer digest -> outcome
+
+    @property
+    def candidates(self) -> list[Descriptor]:
+        """Layers that go to the engine (decided before any byte is read)."""
+        return [layer for layer in self.manifest.layers if layer.digest not in self.outcomes]
+
+
+class _Skip(Exception):
+    """Internal: end the run early with this status and reason."""
+
+    def __init__(self, status: ImageStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Run:
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        reference: str,
+        options: IndexOptions,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.client = client
+        self.repository = repository
+        self.reference = reference
+        self.options = options
+        self.progress = progress
+        self.started = time.monotonic()
+        self.tag, self.digest = _split_reference(reference)
+        self.output_tag = _output_tag(self.tag, self.digest, options.tag_suffix)
+        self.ztoc_sizes: dict[str, int] = {}  # zTOC digest -> size, as pushed
+
+    def run(self) -> ImageResult:
+        platforms: Sequence[_PlatformImage] = ()
+        try:
+            if self.tag and self.tag.endswith(self.options.tag_suffix):
+                raise _Skip(ImageStatus.SOCI_ARTIFACT, f"tag ends in {self.options.tag_suffix!r}")
+            fetched = self.client.get_manifest(self.repository, self.digest or self.tag)
+            self.digest = fetched.digest
+            index, platforms = self._resolve(fetched.data, fetched.media_type or oci.OCI_MANIFEST)
+            return self._index(index, platforms)
+        except _Skip as skip:
+            log.info("image %s skipped: %s", self._image_name(), skip.reason)
+            return self._result(skip.status, None, platforms, reason=skip.reason)
+
+    # ---- resolving the push ------------------------------------------------------------------
+
+    def _resolve(
+        self, data: bytes, media_type: str
+    ) -> tuple[ImageIndex | None, list[_PlatformImage]]:
+        top = self._parse(data, media_type)
+        if isinstance(top, ImageManifest):
+            self._check_image(top, "the manifest")
+            platform = self._config_platform(top)
+            descriptor = Descriptor(top.media_type or media_type, self.digest, len(data))
+            chosen = [_PlatformImage(platform, replace(descriptor, platform=platform), top)]
+            return None, self._filter(chosen)
+        if top.has_soci_indexes:
+            raise _Skip(ImageStatus.SOCI_ARTIFACT, "the index already lists SOCI indexes")
+        images = [self._child(desc) for desc in top.manifests if self._is_image_entry(desc)]
+        chosen = [image for image in images if image is not None]
+        if not chosen:
+            raise _Skip(ImageStatus.NOT_AN_IMAGE, "the index lists no image manifest")
+        return top, self._filter(chosen)
+
+    def _parse(self, data: bytes, media_type: str) -> ImageManifest | ImageIndex:
+        try:
+            return oci.parse_manifest(data, media_type)
+        except oci.ManifestError as exc:
+            raise _Skip(ImageStatus.NOT_AN_IMAGE, str(exc)) from None
+
+    def _check_image(self, manifest: ImageManifest, what: str) -> None:
+        if manifest.is_soci_index:
+            raise _Skip(ImageStatus.SOCI_ARTIFACT, f"{what} is a SOCI index")
+        if manifest.is_soci_enabled:
+            raise _Skip(ImageStatus.SOCI_ARTIFACT, f"{what} is already SOCI-enabled")
+        if not manifest.is_image:
+            kind = manifest.artifact_type or manifest.config.media_type
+            raise _Skip(ImageStatus.NOT_AN_IMAGE, f"{what} is a {kind!r} artifact, not an image")
+
+    def _is_image_entry(self, desc: Descriptor) -> bool:
+        return desc.media_type in oci.MANIFEST_TYPES and not oci.is_attestation(desc)
+
+    def _child(self, desc: Descriptor) -> _PlatformImage | None:
+        fetched = self.client.get_manifest(self.repository, desc.digest)
+        manifest = self._parse(fetched.data, fetched.media_type)
+        if not isinstance(manifest, ImageManifest):
+            return None
+        self._check_image(manifest, f"manifest {desc.digest}")
+        platform = desc.platform or self._config_platform(manifest)
+        return _PlatformImage(platform, desc, manifest)
+
+    def _config_platform(self, manifest: ImageManifest) -> Platform:
+        config = self.client.get_blob(self.repository, manifest.config.digest)
+        try:
+            return oci.parse_platform_from_config(config)
+        except oci.ManifestError as exc:
+            raise _Skip(ImageStatus.NOT_AN_IMAGE, str(exc)) from None
+
+    def _filter(self, images: list[_PlatformImage]) -> list[_PlatformImage]:
+        wanted = self.options.platforms
+        chosen = [i for i in images if not wanted or any(i.platform.matches(w) for w in wanted)]
+        if not chosen:
+            found = ", ".join(str(image.platform) for image in images)
+            raise _Skip(
+                ImageStatus.NO_QUALIFYING_LAYERS,
+                f"no platform matches {', '.join(wanted)} (the image has {found})",
+            )
+        for image in chosen:
+            self._classify_layers(image)
+        return chosen
+
+    def _classify_layers(self, image: _PlatformImage) -> None:
+        """Decide from descriptors alone which layers are skipped, and why."""
+        for layer in image.manifest.layers:
+            skip = _layer_skip(layer, self.options.min_layer_size)
+            if skip is not None:
+                status, reason = skip
+                image.outcomes[layer.digest] = self._outcome(image, layer, status, reason)
+
+    # ---- indexing ----------------------------------------------------------------------------
+
+    def _index(self, index: ImageIndex | None, platforms: list[_PlatformImage]) -> ImageResult:
+        if not any(image.candidates for image in platforms):
+            raise _Skip(ImageStatus.NO_QUALIFYING_LAYERS, _no_layer_reason(platforms))
+        if self.options.index_version == "v2":
+            existing = self._existing_output(index, platforms)
+            if existing is not None:
+                reference, soci_indexes = existing
+                log.info("image %s is already indexed as %s", self._image_name(), reference)
+                return self._result(
+                    ImageStatus.ALREADY_INDEXED, reference, (), soci_indexes=soci_indexes
+                )
+        self._build_ztocs(platforms)
+        indexed = [image for image in platforms if self._ztocs(image)]
+        if not indexed:
+            raise _Skip(ImageStatus.NO_QUALIFYING_LAYERS, _no_layer_reason(platforms))
+        self._check_deadline()
+        self.client.push_blob(self.repository, oci.EMPTY_CONFIG)
+        if self.options.index_version == "v1":
+            return self._push_v1(platforms, indexed)
+        return self._push_v2(index, platforms, indexed)
+
+    def _build_ztocs(self, platforms: Sequence[_PlatformImage]) -> None:
+        """Index each distinct candidate layer once, a bounded number at a time."""
+        unique = {layer.digest: layer for image in platforms for layer in image.candidates}
+        workers = max(1, min(self.options.max_workers, len(unique)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="soci-layer") as pool:
+            built = dict(zip(unique, pool.map(self._build_one, unique.values()), strict=True))
+        for image in platforms:
+            for layer in image.candidates:
+                status, reason, ztoc_digest, seconds = built[layer.digest]
+                image.outcomes[layer.digest] = self._outcome(
+                    image, layer, status, reason, ztoc_digest, seconds
+                )
+
+    def _build_one(self, layer: Descriptor) -> tuple[LayerStatus, str, str | None, float]:
+        """Stream one layer through the engine and push its zTOC; layer problems are
+        returned, registry problems raised."""
+        started = time.monotonic()
+        compression: CompressionChoice = (
+            "gzip" if layer.media_type in oci.GZIP_LAYER_TYPES else "uncompressed"
+        )
+        chunks = self.client.stream_blob(self.repository, layer.digest)
+        try:
+            build = build_ztoc(
+                chunks,
+                span_size=self.options.span_size,
+                build_tool=self.options.build_tool,
+                compression=compression,
+                progress=self._layer_progress(layer),
+            )
+            if (build.layer_digest, build.layer_size) != (layer.digest, layer.size):
+                raise CorruptLayer(
+                    f"layer bytes hash to {build.layer_digest} ({build.layer_size} bytes), "
+                    f"not to its descriptor's {layer.digest} ({layer.size} bytes)"
+                )
+        except LayerError as exc:
+            status = (
+                LayerStatus.CORRUPT if isinstance(exc, CorruptLayer) else LayerStatus.UNSUPPORTED
+            )
+            log.warning("layer %s not indexed (%s): %s", layer.digest, status.value, exc)
+            return status, str(exc), None, time.monotonic() - started
+        self._check_deadline()
+        self.client.push_blob(self.repository, build.data)
+        self.ztoc_sizes[build.digest] = len(build.data)
+        return LayerStatus.INDEXED, "", build.digest, time.monotonic() - started
+
+    def _layer_progress(self, layer: Descriptor) -> Callable[[int], None] | None:
+        report = self.progress
+        if report is None:
+            return None
+        return lambda done: report(layer.digest, done, layer.size)
+
+    def _ztocs(self, image: _PlatformImage) -> list[Descriptor]:
+        """The platform's zTOC descriptors, in the image's layer order."""
+        return [
+            oci.ztoc_descriptor(
+                outcome.ztoc_digest,
+                self.ztoc_sizes[outcome.ztoc_digest],
+                layer,
+                self.options.span_size,
+            )
+            for layer in image.manifest.layers
+            if (outcome := image.outcomes.get(layer.digest)) and outcome.ztoc_digest
+        ]
+
+    # ---- pushing -----------------------------------------------------------------------------
+
+    def _push_v2(
+        self,
+        index: ImageIndex | None,
+        platforms: Sequence[_PlatformImage],
+        indexed: Sequence[_PlatformImage],
+    ) -> ImageResult:
+        entries = []
+        for image in indexed:
+            soci = oci.soci_index(
+                self._ztocs(image), build_tool=self.options.build_tool, version="v2"
+            ).serialize()
+            soci_desc = self._put_by_digest(soci)
+            enabled = oci.soci_enabled_manifest(image.manifest, soci_desc.digest)
+            manifest_desc = self._put_by_digest(enabled.serialize())
+            entries.append(
+                IndexedPlatform(
+                    image.descriptor.digest,
+                    replace(
+                        manifest_desc, annotations=enabled.annotations, platform=image.platform
+                    ),
+                    soci_desc,
+                )
+            )
+        output = self._output_index(index, platforms, entries).serialize()
+        self._check_deadline()
+        digest = oci.sha256_digest(output)
+        if self.client.head_manifest(self.repository, self.output_tag) != digest:
+            self.client.put_manifest(self.repository, self.output_tag, output, oci.OCI_INDEX)
+        reference = f"{self.client.host}/{self.repository}:{self.output_tag}@{digest}"
+        log.info("image %s indexed as %s", self._image_name(), reference)
+        return self._result(
+            ImageStatus.INDEXED,
+            reference,
+            platforms,
+            soci_indexes=tuple(entry.soci_index.digest for entry in entries),
+        )
+
+    def _output_index(
+        self,
+        index: ImageIndex | None,
+        platforms: Sequence[_PlatformImage],
+        entries: Sequence[IndexedPlatform],
+    ) -> ImageIndex:
+        if index is None:
+            return oci.soci_enabled_index([platforms[0].descriptor], entries)
+        return oci.soci_enabled_index(index.manifests, entries, index.annotations)
+
+    def _push_v1(
+        self, platforms: Sequence[_PlatformImage], indexed: Sequence[_PlatformImage]
+    ) -> ImageResult:
+        """Legacy binding: SOCI indexes with a ``subject``, found through referrers."""
+        soci_digests = []
+        for image in indexed:
+            subject = Descriptor(
+                image.descriptor.media_type, image.descriptor.digest, image.descriptor.size
+            )
+            soci = oci.soci_index(
+                self._ztocs(image),
+                build_tool=self.options.build_tool,
+                version="v1",
+                subject=subject,
+            )
+            data = soci.serialize()
+            digest = oci.sha256_digest(data)
+            handled = self.client.put_manifest(self.repository, digest, data, oci.OCI_MANIFEST)
+            if not handled:
+                self._add_referrer(subject.digest, oci.referrer_descriptor(soci, digest, len(data)))
+            soci_digests.append(digest)
+        reference = f"{self.client.host}/{self.repository}"
+        reference += f":{self.tag}@{self.digest}" if self.tag else f"@{self.digest}"
+        return self._result(
+            ImageStatus.INDEXED, reference, platforms, soci_indexes=tuple(soci_digests)
+        )
+
+    def _add_referrer(self, subject: str, referrer: Descriptor) -> None:
+        """The referrers tag schema, for registries without the referrers API."""
+        tag = oci.referrers_tag(subject)
+        listed: tuple[Descriptor, ...] = ()
+        if self.client.head_manifest(self.repository, tag) is not None:
+            fetched = self.client.get_manifest(self.repository, tag)
+            current = self._parse(fetched.data, fetched.media_type)
+            if isinstance(current, ImageIndex):
+                listed = current.manifests
+        if any(desc.digest == referrer.digest for desc in listed):
+            return
+        updated = ImageIndex(oci.OCI_INDEX, (*listed, referrer))
+        self.client.put_manifest(self.repository, tag, updated.serialize(), oci.OCI_INDEX)
+
+    def _put_by_digest(self, data: bytes) -> Descriptor:
+        """Push a manifest under its own digest unless the repository has it already."""
+        digest = oci.sha256_digest(data)
+        if self.client.head_manifest(self.repository, digest) is None:
+            self.client.put_manifest(self.repository, digest, data, oci.OCI_MANIFEST)
+        return Descriptor(oci.OCI_MANIFEST, digest, len(data))
+
+    # ---- the already-indexed check -----------------------------------------------------------
+
+    def _existing_output(
+        self, index: ImageIndex | None, platforms: Sequence[_PlatformImage]
+    ) -> tuple[str, tuple[str, ...]] | None:
+        """(reference, SOCI index digests) when the output tag already holds exactly what
+        this run would write, judged without reading a layer: every platform with layers
+        to index has a SOCI-enabled manifest derived from it, whose SOCI index covers
+        exactly those layers with this run's span size and build tool."""
+        if self.client.head_manifest(self.repository, self.output_tag) is None:
+            return None
+        fetched = self.client.get_manifest(self.repository, self.output_tag)
+        existing = self._parse(fetched.data, fetched.media_type)
+        if not isinstance(existing, ImageIndex):
+            return None
+        entries = []
+        for image in platforms:
+            if not image.candidates:
+                continue
+            entry = self._existing_entry(existing, image)
+            if entry is None:
+                return None
+            entries.append(entry)
+        expected = self._output_index(index, platforms, entries).serialize()
+        if oci.sha256_digest(expected) != fetched.digest:
+            return None
+        reference = f"{self.client.host}/{self.repository}:{self.output_tag}@{fetched.digest}"
+        return reference, tuple(entry.soci_index.digest for entry in entries)
+
+    def _existing_entry(
+        self, existing: ImageIndex, image: _PlatformImage
+    ) -> IndexedPlatform | None:
+        soci_for = {
+            desc.annotations.get(oci.ANNOTATION_IMAGE_MANIFEST_DIGEST): desc
+            for desc in existing.manifests
+            if oci.is_soci_index_descriptor(desc)
+        }
+        for desc in existing.manifests:
+            soci_digest = desc.annotations.get(oci.ANNOTATION_INDEX_DIGEST)
+            soci_desc = soci_for.get(desc.digest)
+            if soci_digest is None or soci_desc is None or soci_desc.digest != soci_digest:
+                continue
+            enabled = oci.soci_enabled_manifest(image.manifest, soci_digest)
+            if oci.sha256_digest(enabled.serialize()) != desc.digest:
+                continue
+            if self._soci_index_covers(soci_digest, image):
+                plain = Descriptor(soci_desc.media_type, soci_desc.digest, soci_desc.size)
+                return IndexedPlatform(image.descriptor.digest, desc, plain)
+        return None
+
+    def _soci_index_covers(self, soci_digest: str, image: _PlatformImage) -> bool:
+        fetched = self.client.get_manifest(self.repository, soci_digest)
+        soci = self._parse(fetched.data, fetched.media_type)
+        if not isinstance(soci, ImageManifest) or not soci.is_soci_index:
+            return False
+        layers = [ztoc.annotations.get(oci.ANNOTATION_LAYER_DIGEST) for ztoc in soci.layers]
+        spans = {ztoc.annotations.get(oci.ANNOTATION_SPAN_SIZE) for ztoc in soci.layers}
+        return (
+            layers == [layer.digest for layer in image.candidates]
+            and spans == {str(self.options.span_size)}
+            and soci.annotations.get(oci.ANNOTATION_BUILD_TOOL) == self.options.build_tool
+        )
+
+    # ---- results -----------------------------------------------------------------------------
+
+    def _check_deadline(self) -> None:
+        deadline = self.options.deadline
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineExceeded(
+                f"deadline passed after {time.monotonic() - self.started:.1f} s; "
+                f"{self.output_tag} was not written"
+            )
+
+    def _outcome(
+        self,
+        image: _PlatformImage,
+        layer: Descriptor,
+        status: LayerStatus,
+        reason: str = "",
+        ztoc_digest: str | None = None,
+        seconds: float = 0.0,
+    ) -> LayerOutcome:
+        return LayerOutcome(
+            str(image.platform),
+            layer.digest,
+            layer.media_type,
+            layer.size,
+            status,
+            reason,
+            ztoc_digest,
+            seconds,
+        )
+
+    def _result(
+        self,
+        status: ImageStatus,
+        output_reference: str | None,
+        platforms: Iterable[_PlatformImage],
+        *,
+        reason: str = "",
+        soci_indexes: tuple[str, ...] = (),
+    ) -> ImageResult:
+        layers = tuple(
+            image.outcomes[layer.digest]
+            for image in platforms
+            for layer in image.manifest.layers
+            if layer.digest in image.outcomes
+        )
+        return ImageResult(
+            repository=self.repository,
+            reference=self.reference,
+            status=status,
+            output_reference=output_reference,
+            layers=layers,
+            seconds=time.monotonic() - self.started,
+            reason=reason,
+            soci_indexes=soci_indexes,
+        )
+
+    def _image_name(self) -> str:
+        return f"{self.repository}:{self.tag}" if self.tag else f"{self.repository}@{self.digest}"
+
+
+# ---- small pure helpers --------------------------------------------------------------------
+
+
+def _split_reference(reference: str) -> tuple[str, str]:
+    """``tag``, ``sha256:...`` or ``tag@sha256:...`` -> (tag, digest), either may be ''."""
+    tag, _, digest = reference.partition("@")
+    if not digest and oci.is_digest(tag):
+        tag, digest = "", tag
+    if digest and not oci.is_digest(digest):
+        raise InvalidReference(f"{digest!r} is not a digest (expected sha256:<64 hex>)")
+    if tag and not is_valid_tag(tag):
+        raise InvalidReference(f"{tag!r} is not a valid tag")
+    if not tag and not digest:
+        raise InvalidReference("an image reference needs a tag or a digest")
+    return tag, digest
+
+
+def _output_tag(tag: str, digest: str, suffix: str) -> str:
+    """``<tag><suffix>``; an image pushed by digest alone gets ``sha256-<hex><suffix>``."""
+    output = (tag or oci.referrers_tag(digest)) + suffix
+    if not is_valid_tag(output):
+        raise InvalidReference(f"output tag {output!r} is not a valid tag (check the suffix)")
+    return output
+
+
+def _layer_skip(layer: Descriptor, min_size: int) -> tuple[LayerStatus, str] | None:
+    if layer.media_type in oci.ZSTD_LAYER_TYPES:
+        return LayerStatus.UNSUPPORTED, "zstd layers cannot be indexed by SOCI"
+    if layer.media_type not in oci.GZIP_LAYER_TYPES | oci.TAR_LAYER_TYPES:
+        return LayerStatus.UNSUPPORTED, f"media type {layer.media_type!r} is not gzip or tar"
+    if layer.urls:
+        return LayerStatus.UNSUPPORTED, "foreign layer (served from its urls, not the registry)"
+    if layer.size < min_size:
+        return LayerStatus.TOO_SMALL, f"{layer.size} bytes < minimum {min_size}"
+    return None
+
+
+def _no_layer_reason(platforms: Iterable[_PlatformImage]) -> str:
+    counts = Counter(
+        outcome.status.value for image in platforms for outcome in image.outcomes.values()
+    )
+    if not counts:
+        return "the image has no layers"
+    detail = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+    return f"no layer could be indexed ({detail})"

@@ -1,15 +1,49 @@
-"""One streaming pass: layer bytes in, zTOC out (inflate || tar reader || digests)."""
+"""One streaming pass: layer bytes in, zTOC out (inflate || tar reader || digests).
+
+The layer is read once, in chunks, and never held whole. Three stages run on
+their own threads, joined by bounded queues: inflate (libz through ctypes,
+which releases the GIL), the tar header reader (fed the inflated output) and
+hashing (hashlib releases the GIL on large buffers), which computes the span
+digests and the digest of the whole blob. On two cores inflating and hashing
+overlap with the Python work of parsing headers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from itertools import chain
+from typing import BinaryIO, Generic, Literal, TypeVar
 
 from soci_indexer import DEFAULT_BUILD_TOOL, DEFAULT_SPAN_SIZE
-from soci_indexer.ztoc import Ztoc
+from soci_indexer.errors import CorruptLayer, UnsupportedLayer
+from soci_indexer.inflate import GzipCheckpointer
+from soci_indexer.tar import TarReader
+from soci_indexer.ztoc import (
+    Compression,
+    CompressionInfo,
+    TarZinfo,
+    Ztoc,
+    serialize,
+    serialize_gzip_zinfo,
+    serialize_tar_zinfo,
+    span_start,
+)
 
 CompressionChoice = Literal["auto", "gzip", "uncompressed"]
+
+READ_SIZE = 1024 * 1024  # input chunk: large enough that per-chunk Python work is noise
+GZIP_MAGIC = b"\x1f\x8b"
+_OTHER_COMPRESSIONS = {
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+}
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,4 +69,340 @@ def build_ztoc(
     cannot be indexed. ``progress`` is called with the count of input bytes
     consumed so far, from the reading thread.
     """
-    raise NotImplementedError
+    if span_size <= 0:
+        raise ValueError(f"span size must be positive, got {span_size}")
+    chunks = _read_chunks(source)
+    first = next(chunks, b"")
+    if not first:
+        raise CorruptLayer("the layer is empty", 0, stream="layer")
+    algorithm = _compression_of(first, compression)
+    build = _GzipBuild(span_size) if algorithm is Compression.GZIP else _TarBuild(span_size)
+    build.run(chain([first], chunks), progress)
+    ztoc = Ztoc(
+        build_tool_identifier=build_tool,
+        compressed_archive_size=build.layer_size,
+        uncompressed_archive_size=build.archive_size,
+        metadata=tuple(build.tar.entries),
+        compression=build.compression_info(),
+    )
+    data = serialize(ztoc)
+    return ZtocBuild(
+        ztoc=ztoc,
+        data=data,
+        digest="sha256:" + hashlib.sha256(data).hexdigest(),
+        layer_digest=build.hashes.layer_digest,
+        layer_size=build.layer_size,
+    )
+
+
+def _read_chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    """The source as chunks of about READ_SIZE bytes (small HTTP pieces are joined)."""
+    if hasattr(source, "read"):
+        while chunk := source.read(READ_SIZE):
+            yield bytes(chunk)
+        return
+    pending: list[bytes] = []
+    size = 0
+    for piece in source:
+        pending.append(bytes(piece))
+        size += len(piece)
+        if size >= READ_SIZE:
+            yield b"".join(pending)
+            pending.clear()
+            size = 0
+    if size:
+        yield b"".join(pending)
+
+
+def _compression_of(first: bytes, choice: CompressionChoice) -> Compression:
+    if choice == "gzip":
+        return Compression.GZIP
+    if choice == "uncompressed":
+        return Compression.UNCOMPRESSED
+    if first.startswith(GZIP_MAGIC):
+        return Compression.GZIP
+    for magic, name in _OTHER_COMPRESSIONS.items():
+        if first.startswith(magic):
+            raise UnsupportedLayer(f"{name}-compressed layers cannot be indexed", 0, "layer")
+    return Compression.UNCOMPRESSED
+
+
+class _SpanHashes:
+    """The digest of the whole blob, and of each span's compressed bytes.
+
+    Fed the blob in order, with the span boundaries found in each chunk: a
+    span may start one byte before the previous one ends (SOCI-FORMAT.md 2.3).
+    Bytes before the first span (a gzip header) belong to no span.
+    """
+
+    def __init__(self) -> None:
+        self.digests: list[str] = []
+        self._layer = hashlib.sha256()
+        self._span: hashlib._Hash | None = None
+        self._position = 0
+        self._last_byte = b""
+
+    def update(self, chunk: bytes, boundaries: Iterable[tuple[int, int]]) -> None:
+        """Hash ``chunk``; each boundary is (previous span's end, next span's start)."""
+        self._layer.update(chunk)
+        view = memoryview(chunk)
+        base = self._position
+        cursor = 0
+        for end, start in boundaries:
+            if self._span is not None:
+                self._span.update(view[cursor : end - base])
+                self.digests.append("sha256:" + self._span.hexdigest())
+            self._span = hashlib.sha256()
+            if start < base:  # the shared byte ended the previous chunk
+                self._span.update(self._last_byte)
+            cursor = start - base if start >= base else 0
+        if self._span is not None:
+            self._span.update(view[cursor:])
+        self._position += len(chunk)
+        self._last_byte = chunk[-1:]
+
+    def finish(self) -> None:
+        if self._span is not None:
+            self.digests.append("sha256:" + self._span.hexdigest())
+            self._span = None
+
+    @property
+    def layer_digest(self) -> str:
+        return "sha256:" + self._layer.hexdigest()
+
+
+class _Worker(threading.Thread, Generic[T]):
+    """Runs ``handle`` on each item put in its inbox, in order, on its own thread.
+
+    After the first failure anywhere (the ``failed`` event is shared) it
+    stops working but keeps draining its inbox, passing items to
+    ``discard``, so that no producer waits forever. ``finish`` runs after the
+    last item unless something failed; ``then`` runs at the end in any case.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[T], None],
+        failed: threading.Event,
+        *,
+        capacity: int = 0,
+        finish: Callable[[], None] = lambda: None,
+        discard: Callable[[T], None] = lambda item: None,
+        then: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.error: BaseException | None = None
+        self._inbox: queue.Queue[T | None] = queue.Queue(capacity)
+        self._handle = handle
+        self._failed = failed
+        self._finish = finish
+        self._discard = discard
+        self._then = then
+
+    def put(self, item: T) -> None:
+        self._inbox.put(item)
+
+    def close(self) -> None:
+        self._inbox.put(None)
+
+    def run(self) -> None:
+        try:
+            while (item := self._inbox.get()) is not None:
+                if self._failed.is_set():
+                    self._discard(item)
+                else:
+                    self._attempt(self._handle, item)
+            if not self._failed.is_set():
+                self._attempt(self._finish)
+        finally:
+            self._then()
+
+    def _attempt(self, function: Callable[..., None], *args: object) -> None:
+        try:
+            function(*args)
+        except BaseException as exc:  # handed to the calling thread through .error
+            self.error = exc
+            self._failed.set()
+
+
+class _Build:
+    """The read loop and the shutdown both layer kinds share.
+
+    Subclasses start their workers (first the one whose failure says most),
+    take each chunk in ``_accept`` and close their inputs in ``_close``.
+    """
+
+    def __init__(self, span_size: int) -> None:
+        self.span_size = span_size
+        self.tar = TarReader()
+        self.hashes = _SpanHashes()
+        self.layer_size = 0
+        self.archive_size = 0
+        self.failed = threading.Event()
+        self.workers: list[threading.Thread] = []
+
+    def run(self, chunks: Iterable[bytes], progress: Callable[[int], None] | None) -> None:
+        for worker in self.workers:
+            worker.start()
+        try:
+            for chunk in chunks:
+                if self.failed.is_set():
+                    break
+                self._accept(chunk)
+                self.layer_size += len(chunk)
+                if progress is not None:
+                    progress(self.layer_size)
+        except BaseException:
+            self.failed.set()
+            raise
+        finally:
+            self._close()
+            for worker in self.workers:
+                worker.join()
+        for worker in self.workers:
+            error = getattr(worker, "error", None)
+            if error is not None:
+                raise error
+        self._check()
+
+    def _accept(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def _check(self) -> None:
+        """Refuse what the snapshotter would refuse."""
+
+    def compression_info(self) -> CompressionInfo:
+        raise NotImplementedError
+
+
+class _GzipBuild(_Build):
+    """inflate -> (tar reader, hashes): the inflate thread feeds both."""
+
+    def __init__(self, span_size: int) -> None:
+        super().__init__(span_size)
+        self.inflater = GzipCheckpointer(span_size, self._on_output)
+        self.inflate_worker = _Worker[bytes](
+            "soci-inflate",
+            self._inflate,
+            self.failed,
+            capacity=4,
+            finish=self.inflater.finish,
+            then=self._inflate_done,
+        )
+        self.tar_worker = _Worker[tuple[memoryview, int]](
+            "soci-tar",
+            self._read_tar,
+            self.failed,
+            finish=self._finish_tar,
+            discard=lambda item: self.inflater.release_output(),
+        )
+        self.hash_worker = _Worker[tuple[bytes, list[tuple[int, int]]]](
+            "soci-hash",
+            lambda item: self.hashes.update(*item),
+            self.failed,
+            capacity=8,
+            finish=self.hashes.finish,
+        )
+        self.workers = [self.inflate_worker, self.tar_worker, self.hash_worker]
+
+    def _accept(self, chunk: bytes) -> None:
+        self.inflate_worker.put(chunk)
+
+    def _close(self) -> None:
+        self.inflate_worker.close()
+
+    def _inflate(self, chunk: bytes) -> None:
+        taken = len(self.inflater.checkpoints)
+        self.inflater.feed(chunk)
+        boundaries = [
+            (point.compressed_offset, span_start(point))
+            for point in self.inflater.checkpoints[taken:]
+        ]
+        self.hash_worker.put((chunk, boundaries))
+
+    def _on_output(self, view: memoryview, offset: int) -> None:
+        self.tar_worker.put((view, offset))
+
+    def _inflate_done(self) -> None:
+        self.inflater.close()
+        self.tar_worker.close()
+        self.hash_worker.close()
+
+    def _read_tar(self, item: tuple[memoryview, int]) -> None:
+        try:
+            self.tar.feed(*item)
+        finally:
+            self.inflater.release_output()
+
+    def _finish_tar(self) -> None:
+        self.archive_size = self.tar.close(self.inflater.uncompressed_size)
+
+    def _check(self) -> None:
+        if not self.archive_size:
+            raise CorruptLayer("the gzip stream holds no tar data", 0, stream="gzip")
+        last = self.inflater.checkpoints[-1].uncompressed_offset
+        if last >= self.archive_size:
+            raise UnsupportedLayer(
+                f"the last span would start at {last}, past the end of the tar archive"
+                f" at {self.archive_size}; the snapshotter refuses such spans",
+                self.archive_size,
+            )
+
+    def compression_info(self) -> CompressionInfo:
+        checkpoints = self.inflater.checkpoints
+        return CompressionInfo(
+            algorithm=Compression.GZIP,
+            max_span_id=len(checkpoints) - 1,
+            span_digests=tuple(self.hashes.digests),
+            checkpoints=serialize_gzip_zinfo(self.span_size, checkpoints),
+        )
+
+
+class _TarBuild(_Build):
+    """The reading thread feeds the tar reader and the hashes: nothing to inflate."""
+
+    def __init__(self, span_size: int) -> None:
+        super().__init__(span_size)
+        self.tar_worker = _Worker[tuple[bytes, int]](
+            "soci-tar",
+            lambda item: self.tar.feed(*item),
+            self.failed,
+            capacity=8,
+            finish=self._finish_tar,
+        )
+        self.hash_worker = _Worker[tuple[bytes, list[tuple[int, int]]]](
+            "soci-hash",
+            lambda item: self.hashes.update(*item),
+            self.failed,
+            capacity=8,
+            finish=self.hashes.finish,
+        )
+        self.workers = [self.tar_worker, self.hash_worker]
+
+    def _accept(self, chunk: bytes) -> None:
+        """Spans are fixed ranges of the raw tar; a span starts only where a byte follows."""
+        offset, span = self.layer_size, self.span_size
+        first = -(-offset // span) * span
+        starts = range(first, offset + len(chunk), span)
+        self.tar_worker.put((chunk, offset))
+        self.hash_worker.put((chunk, [(start, start) for start in starts]))
+
+    def _close(self) -> None:
+        self.tar_worker.close()
+        self.hash_worker.close()
+
+    def _finish_tar(self) -> None:
+        self.archive_size = self.tar.close(self.layer_size)
+
+    def compression_info(self) -> CompressionInfo:
+        size = self.layer_size
+        return CompressionInfo(
+            algorithm=Compression.UNCOMPRESSED,
+            max_span_id=(size - 1) // self.span_size,
+            span_digests=tuple(self.hashes.digests),
+            checkpoints=serialize_tar_zinfo(TarZinfo(self.span_size, size)),
+        )

@@ -7,11 +7,21 @@ parses arguments and maps typed errors to exit statuses and one-line messages.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from soci_indexer import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, __version__
 from soci_indexer.errors import LayerError, SociError
+
+if TYPE_CHECKING:
+    from soci_indexer.extract import Span
+    from soci_indexer.ztoc import Ztoc
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -120,11 +130,131 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_ztoc(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from soci_indexer.layer import build_ztoc
+
+    try:
+        source = sys.stdin.buffer if args.layer == "-" else open(args.layer, "rb")  # noqa: SIM115
+    except OSError as exc:
+        return _fail(EXIT_BAD_INPUT, f"cannot read {args.layer}: {exc.strerror or exc}")
+    with source:
+        build = build_ztoc(
+            source,
+            span_size=args.span_size,
+            build_tool=args.build_tool,
+            compression=args.compression,
+        )
+    try:
+        _write_atomically(Path(args.output), build.data)
+    except OSError as exc:
+        return _fail(EXIT_FAILED, f"cannot write {args.output}: {exc.strerror or exc}")
+    info = build.ztoc.compression
+    print(f"ztoc     {build.digest}")
+    print(f"size     {len(build.data)}")
+    print(f"spans    {info.max_span_id + 1}")
+    print(f"entries  {len(build.ztoc.metadata)}")
+    return EXIT_OK
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one, never a partial write."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from soci_indexer.errors import ZtocFormatError
+    from soci_indexer.extract import spans
+    from soci_indexer.ztoc import parse
+
+    try:
+        data = Path(args.ztoc).read_bytes()
+    except OSError as exc:
+        return _fail(EXIT_BAD_INPUT, f"cannot read {args.ztoc}: {exc.strerror or exc}")
+    try:
+        ztoc = parse(data)
+        layout = spans(ztoc)
+    except ZtocFormatError as exc:
+        return _fail(EXIT_BAD_INPUT, f"{args.ztoc} is not a valid zTOC: {exc}")
+    document = _inspect_document(data, ztoc, layout)
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print("\n".join(_inspect_lines(document)))
+    return EXIT_OK
+
+
+def _inspect_document(data: bytes, ztoc: Ztoc, layout: list[Span]) -> dict[str, Any]:
+    return {
+        "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "version": ztoc.version,
+        "build_tool": ztoc.build_tool_identifier,
+        "compression": ztoc.compression.algorithm.name.lower(),
+        "compressed_size": ztoc.compressed_archive_size,
+        "uncompressed_size": ztoc.uncompressed_archive_size,
+        "spans": [
+            {
+                "index": span.index,
+                "compressed": [span.compressed_start, span.compressed_end],
+                "uncompressed": [span.uncompressed_start, span.uncompressed_end],
+                "digest": span.digest,
+            }
+            for span in layout
+        ],
+        "entries": [
+            {
+                "name": entry.name,
+                "type": entry.type,
+                "offset": entry.uncompressed_offset,
+                "size": entry.uncompressed_size,
+                "linkname": entry.linkname,
+                "mode": entry.mode,
+                "uid": entry.uid,
+                "gid": entry.gid,
+                "uname": entry.uname,
+                "gname": entry.gname,
+                "mod_time": entry.mod_time,
+                "devmajor": entry.devmajor,
+                "devminor": entry.devminor,
+                "xattrs": dict(entry.xattrs),
+            }
+            for entry in ztoc.metadata
+        ],
+    }
+
+
+def _inspect_lines(document: dict[str, Any]) -> list[str]:
+    lines = [
+        f"ztoc          {document['digest']} ({document['size']} bytes)",
+        f"version       {document['version']}, built by {document['build_tool']}",
+        f"layer         {document['compression']}, {document['compressed_size']} bytes,"
+        f" tar archive {document['uncompressed_size']} bytes",
+        f"spans         {len(document['spans'])}",
+    ]
+    for span in document["spans"]:
+        (c_start, c_end), (u_start, u_end) = span["compressed"], span["uncompressed"]
+        lines.append(f"  {span['index']:>5}  [{c_start}, {c_end}) -> [{u_start}, {u_end})")
+    lines.append(f"entries       {len(document['entries'])}")
+    for entry in document["entries"]:
+        link = f" -> {entry['linkname']}" if entry["linkname"] else ""
+        lines.append(
+            f"  {entry['mode']:06o} {entry['type']:<8} {entry['size']:>10} @{entry['offset']:<10}"
+            f" {entry['name']}{link}"
+        )
+    return lines
+
+
+def _fail(status: int, message: str) -> int:
+    print(f"soci-indexer: {message}", file=sys.stderr)
+    return status
 
 
 def _cmd_index(args: argparse.Namespace) -> int:

@@ -258,11 +258,42 @@ def _fail(status: int, message: str) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from soci_indexer import pipeline, progress
+    from soci_indexer.reference import parse_reference
+    from soci_indexer.registry import RegistryClient
+
+    image = parse_reference(args.image)
+    client = RegistryClient(image.api_host, plain_http=args.plain_http)
+    options = pipeline.IndexOptions(
+        index_version=args.index_version,
+        tag_suffix=args.tag_suffix,
+        platforms=tuple(args.platform or ()),
+        min_layer_size=args.min_layer_size,
+        span_size=args.span_size,
+        build_tool=args.build_tool,
+    )
+    display = progress.for_terminal(sys.stderr)
+    try:
+        result = pipeline.index_image(
+            client, image.repository, image.target, options, progress=display
+        )
+    finally:
+        if display is not None:
+            display.close()
+    print("\n".join(pipeline.describe(result)))
+    return EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from soci_indexer import verify
+    from soci_indexer.reference import parse_reference
+    from soci_indexer.registry import RegistryClient
+
+    image = parse_reference(args.image)
+    client = RegistryClient(image.api_host, plain_http=args.plain_http)
+    report = verify.verify_image(client, image.repository, image.target)
+    print("\n".join(verify.describe(report)))
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _cmd_pull_times(args: argparse.Namespace) -> int:

@@ -596,3 +596,30 @@ def _no_layer_reason(platforms: Iterable[_PlatformImage]) -> str:
         return "the image has no layers"
     detail = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
     return f"no layer could be indexed ({detail})"
+
+
+def describe(result: ImageResult) -> list[str]:
+    """Human-readable lines: the output reference first, then one line per layer."""
+    if result.output_reference is not None:
+        first = result.output_reference
+        if result.status is ImageStatus.ALREADY_INDEXED:
+            first += "  (already indexed: nothing pushed)"
+    else:
+        first = f"nothing pushed: {result.status.value}: {result.reason}"
+    lines = [first]
+    for layer in result.layers:
+        why = f" ({layer.reason})" if layer.reason else ""
+        ztoc = f"  zTOC {layer.ztoc_digest}" if layer.ztoc_digest else ""
+        lines.append(
+            f"  {layer.platform:<16} {layer.digest[:19]}  {_size(layer.size):>10}  "
+            f"{layer.status.value}{why}{ztoc}"
+        )
+    indexed = sum(1 for layer in result.layers if layer.status is LayerStatus.INDEXED)
+    lines.append(f"{indexed} of {len(result.layers)} layers indexed in {result.seconds:.1f} s")
+    return lines
+
+
+def _size(count: int) -> str:
+    if count >= 1024 * 1024:
+        return f"{count / (1024 * 1024):.1f} MiB"
+    return f"{count / 1024:.1f} KiB"

@@ -44,8 +44,10 @@ class Reference:
         """What to ask the registry for: the digest when pinned, else the tag."""
         return self.digest or self.tag or ""
 
-    def with_tag(self, tag: str, digest: str | None = None) -> Reference:
-        return Reference(self.registry, self.repository, tag, digest)
+    @property
+    def target(self) -> str:
+        """``tag@digest``, ``tag`` or ``digest``: what the pipeline is asked to index."""
+        return "@".join(part for part in (self.tag, self.digest) if part)
 
     def __str__(self) -> str:
         text = f"{self.registry}/{self.repository}"

@@ -1,0 +1,375 @@
+"""Check a SOCI-enabled image the way the snapshotter will read it.
+
+From the image (or index) reference: find each platform's SOCI index through
+the ``com.amazon.soci.index-digest`` annotation, fetch its zTOCs, and check
+each against its layer with range requests: span digests, the gzip header
+before the first checkpoint, spans that end exactly at the blob and tar sizes,
+and a TOC with no entry left out (the bytes between entries are exactly one
+chain of tar headers). Then read a few files lazily, through checkpoints and
+span ranges only, and compare them with the same files from a full read.
+
+What a lazy start fetches (manifests, SOCI index, zTOCs, the config, the
+sampled files' spans) is counted against the image size: that ratio is the
+point of SOCI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from soci_indexer import extract, oci, ztoc
+from soci_indexer.errors import SociError
+from soci_indexer.oci import Descriptor, ImageIndex, ImageManifest
+from soci_indexer.registry import RegistryClient
+from soci_indexer.ztoc import Compression, FileMetadata, Ztoc
+
+BLOCK = 512
+SAMPLE_FILES = 3
+_HEADER_ONLY = frozenset({"hardlink", "symlink", "char", "block", "dir", "fifo"})
+_CHAIN_TYPES = frozenset(b"xLK")  # headers that precede an entry's own header
+_INFLATE_STEP = 4 * 1024 * 1024
+
+
+@dataclass
+class LayerCheck:
+    platform: str
+    layer: Descriptor
+    ztoc_digest: str
+    spans: int = 0
+    files_read: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyReport:
+    reference: str
+    layers: list[LayerCheck] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    lazy_bytes: int = 0  # what a lazy start fetched: metadata, zTOCs, sampled files' spans
+    image_bytes: int = 0  # config and layers of the checked platforms
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(not layer.problems for layer in self.layers)
+
+
+def verify_image(
+    client: RegistryClient, repository: str, reference: str, *, samples: int = SAMPLE_FILES
+) -> VerifyReport:
+    """Check every SOCI-enabled platform of ``repository:reference`` (tag, digest or both)."""
+    tag, _, digest = reference.rpartition("@") if "@" in reference else (reference, "", "")
+    target = digest or tag
+    separator = "@" if oci.is_digest(reference) else ":"
+    report = VerifyReport(f"{client.host}/{repository}{separator}{reference}")
+    checker = _Checker(client, repository, report, samples)
+    fetched = checker.manifest(target)
+    if isinstance(fetched, ImageIndex):
+        checker.check_index(fetched)
+    else:
+        checker.check_platform("", fetched)
+    if not report.layers and not report.problems:
+        report.problems.append("no SOCI-enabled manifest found: nothing to verify")
+    return report
+
+
+def describe(report: VerifyReport) -> list[str]:
+    """Human-readable lines for ``soci-indexer verify``."""
+    lines = [f"verify {report.reference}"]
+    lines += [f"  note: {note}" for note in report.notes]
+    for check in report.layers:
+        state = "ok" if not check.problems else "FAILED"
+        lines.append(
+            f"  {check.platform or '-':<16} {check.layer.digest[:19]}  {check.spans} spans, "
+            f"{check.files_read} files read lazily: {state}"
+        )
+        lines += [f"    - {problem}" for problem in check.problems]
+    lines += [f"  problem: {problem}" for problem in report.problems]
+    if report.image_bytes:
+        share = 100 * report.lazy_bytes / report.image_bytes
+        lines.append(
+            f"lazy start fetched {report.lazy_bytes} of {report.image_bytes} bytes ({share:.1f}%)"
+        )
+    lines.append("verified: OK" if report.ok else "verification FAILED")
+    return lines
+
+
+class _Checker:
+    def __init__(
+        self, client: RegistryClient, repository: str, report: VerifyReport, samples: int
+    ) -> None:
+        self.client = client
+        self.repository = repository
+        self.report = report
+        self.samples = samples
+        self.fetched: set[tuple[str, int, int]] = set()
+
+    def manifest(self, reference: str) -> ImageManifest | ImageIndex:
+        fetched = self.client.get_manifest(self.repository, reference)
+        self.report.lazy_bytes += len(fetched.data)
+        return oci.parse_manifest(fetched.data, fetched.media_type)
+
+    def check_index(self, index: ImageIndex) -> None:
+        soci_listed = {d.digest for d in index.manifests if oci.is_soci_index_descriptor(d)}
+        for desc in index.manifests:
+            if oci.is_soci_index_descriptor(desc) or desc.media_type not in oci.MANIFEST_TYPES:
+                continue
+            if oci.is_attestation(desc):
+                continue
+            child = self.manifest(desc.digest)
+            platform = str(desc.platform) if desc.platform else desc.digest
+            if not isinstance(child, ImageManifest) or not child.is_soci_enabled:
+                self.report.notes.append(f"{platform} is not SOCI-enabled (left as pushed)")
+                continue
+            if child.annotations[oci.ANNOTATION_INDEX_DIGEST] not in soci_listed:
+                self.report.problems.append(
+                    f"{platform}: its SOCI index is not listed in the index"
+                )
+            self.check_platform(platform, child)
+
+    def check_platform(self, platform: str, image: ImageManifest) -> None:
+        soci_digest = image.annotations.get(oci.ANNOTATION_INDEX_DIGEST)
+        if soci_digest is None:
+            self.report.problems.append(
+                "the manifest is not SOCI-enabled (no com.amazon.soci.index-digest annotation)"
+            )
+            return
+        soci = self.manifest(soci_digest)
+        if not isinstance(soci, ImageManifest) or not soci.is_soci_index:
+            self.report.problems.append(f"{soci_digest} is not a SOCI index manifest")
+            return
+        self.report.lazy_bytes += image.config.size
+        self.report.image_bytes += image.config.size + sum(layer.size for layer in image.layers)
+        layers = {layer.digest: layer for layer in image.layers}
+        for ztoc_desc in soci.layers:
+            layer_digest = ztoc_desc.annotations.get(oci.ANNOTATION_LAYER_DIGEST, "")
+            layer = layers.get(layer_digest)
+            if layer is None:
+                self.report.problems.append(
+                    f"zTOC {ztoc_desc.digest} is for {layer_digest or 'no layer'}, "
+                    "which the image does not have"
+                )
+                continue
+            check = LayerCheck(platform, layer, ztoc_desc.digest)
+            self.report.layers.append(check)
+            try:
+                self._check_layer(check, ztoc_desc)
+            except SociError as exc:
+                check.problems.append(str(exc))
+
+    def _check_layer(self, check: LayerCheck, ztoc_desc: Descriptor) -> None:
+        data = self.client.get_blob(self.repository, ztoc_desc.digest)
+        self.report.lazy_bytes += len(data)
+        if oci.sha256_digest(data) != ztoc_desc.digest:
+            check.problems.append("the zTOC blob does not hash to its digest")
+            return
+        parsed = ztoc.parse(data)
+        layer = check.layer
+        if parsed.compressed_archive_size != layer.size:
+            check.problems.append(
+                f"zTOC says the layer has {parsed.compressed_archive_size} bytes, "
+                f"the manifest says {layer.size}"
+            )
+            return
+        check.spans = self._check_spans(check, parsed)
+        self._check_toc_order(check, parsed)
+        if not check.problems:
+            self._check_against_full_read(check, parsed)
+
+    # ---- spans -------------------------------------------------------------------------------
+
+    def _check_spans(self, check: LayerCheck, parsed: Ztoc) -> int:
+        info = parsed.compression
+        spans = extract.spans(parsed)
+        if not len(spans) == info.max_span_id + 1 == len(info.span_digests):
+            check.problems.append(
+                f"{len(spans)} checkpoints, max_span_id {info.max_span_id}, "
+                f"{len(info.span_digests)} span digests: these must agree"
+            )
+            return len(spans)
+        extract.check_gzip_header(parsed, self._fetch(check.layer.digest, counted=False))
+        for number, span in enumerate(spans):
+            c_start, c_end = span.compressed_start, span.compressed_end
+            if not (c_start < c_end and span.uncompressed_start < span.uncompressed_end):
+                check.problems.append(f"span {number} is empty or reversed")
+                continue
+            piece = self.client.get_blob_range(self.repository, check.layer.digest, c_start, c_end)
+            if "sha256:" + hashlib.sha256(piece).hexdigest() != info.span_digests[number]:
+                check.problems.append(f"span {number} does not match its digest")
+        last = spans[-1] if spans else None
+        if last is not None and last.compressed_end != check.layer.size:
+            check.problems.append(f"the last span ends at {last.compressed_end}, not the blob size")
+        gzip = info.algorithm is Compression.GZIP
+        if gzip and last is not None and last.uncompressed_end != parsed.uncompressed_archive_size:
+            check.problems.append("the last span does not end at the tar's end")
+        return len(spans)
+
+    # ---- the TOC -----------------------------------------------------------------------------
+
+    def _check_toc_order(self, check: LayerCheck, parsed: Ztoc) -> None:
+        previous = -1
+        for entry in parsed.metadata:
+            if entry.uncompressed_offset <= previous:
+                check.problems.append(f"TOC entry {entry.name!r} is out of order")
+                return
+            if entry.uncompressed_offset + _data_size(entry) > parsed.uncompressed_archive_size:
+                check.problems.append(f"TOC entry {entry.name!r} ends past the tar")
+                return
+            previous = entry.uncompressed_offset
+
+    def _check_against_full_read(self, check: LayerCheck, parsed: Ztoc) -> None:
+        """One full read: header chains between entries, and the sampled files' bytes."""
+        gaps = _gaps(parsed.metadata)
+        sample = _sample(parsed.metadata, self.samples)
+        ranges = [
+            *gaps,
+            *((e.uncompressed_offset, e.uncompressed_offset + e.uncompressed_size) for e in sample),
+        ]
+        stream = self.client.stream_blob(self.repository, check.layer.digest)
+        if parsed.compression.algorithm is Compression.GZIP:
+            stream = _inflate(stream)
+        try:
+            pieces = _collect(stream, ranges)
+        except zlib.error as exc:
+            check.problems.append(f"the layer does not decompress: {exc}")
+            return
+        for index, (entry, chain) in enumerate(zip(parsed.metadata, pieces, strict=False)):
+            if not _is_header_chain(chain):
+                check.problems.append(
+                    f"the bytes before TOC entry {index} ({entry.name!r}) "
+                    "are not one chain of tar headers"
+                )
+                return
+        for entry, full in zip(sample, pieces[len(gaps) :], strict=True):
+            lazy = extract.read_entry(parsed, entry, self._fetch(check.layer.digest, counted=True))
+            if lazy != full:
+                check.problems.append(f"{entry.name!r} read lazily differs from a full read")
+            check.files_read += 1
+
+    def _fetch(self, digest: str, *, counted: bool) -> extract.Fetch:
+        """Range reads of a layer; ``counted`` ones add to what a lazy start fetched
+        (each span once: the snapshotter keeps the spans it has fetched)."""
+
+        def fetch(start: int, end: int) -> bytes:
+            data = self.client.get_blob_range(self.repository, digest, start, end)
+            if counted and (digest, start, end) not in self.fetched:
+                self.fetched.add((digest, start, end))  # the snapshotter caches spans it has
+                self.report.lazy_bytes += len(data)
+            return data
+
+        return fetch
+
+
+# ---- the tar side, parsed here rather than by the builder's reader it is checking ----------
+
+
+def _data_size(entry: FileMetadata) -> int:
+    return 0 if entry.type in _HEADER_ONLY else entry.uncompressed_size
+
+
+def _gaps(entries: Sequence[FileMetadata]) -> list[tuple[int, int]]:
+    """For each entry, the bytes from the end of the previous entry's padded data to its own
+    data: exactly its headers."""
+    gaps = []
+    previous_end = 0
+    for entry in entries:
+        gaps.append((previous_end, entry.uncompressed_offset))
+        data_end = entry.uncompressed_offset + _data_size(entry)
+        previous_end = -(-data_end // BLOCK) * BLOCK
+    return gaps
+
+
+def _is_header_chain(chain: bytes) -> bool:
+    """PAX ``x`` / GNU ``L``/``K`` headers with their data, then exactly one entry header."""
+    position = 0
+    while position + BLOCK <= len(chain):
+        block = chain[position : position + BLOCK]
+        if not _checksum_ok(block):
+            return False
+        position += BLOCK
+        if block[156] not in _CHAIN_TYPES:
+            return position == len(chain)
+        size = _octal(block[124:136])
+        if size is None:
+            return False
+        position += -(-size // BLOCK) * BLOCK
+    return False
+
+
+def _checksum_ok(block: bytes) -> bool:
+    stored = _octal(block[148:156])
+    blanked = block[:148] + b" " * 8 + block[156:]
+    unsigned = sum(blanked)
+    signed = sum(b - 256 if b > 127 else b for b in blanked)
+    return stored is not None and stored in (unsigned, signed)
+
+
+def _octal(field: bytes) -> int | None:
+    if field and field[0] & 0x80:  # base-256
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    text = field.replace(b"\0", b" ").strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        return None
+
+
+def _sample(entries: Sequence[FileMetadata], count: int) -> list[FileMetadata]:
+    """Up to ``count`` regular files with data: the first, the largest, the last..."""
+    files = [e for e in entries if e.type == "reg" and e.uncompressed_size > 0]
+    if len(files) <= count:
+        return files
+    largest = max(files, key=lambda e: e.uncompressed_size)
+    picks = [files[0], largest, files[-1], *files[1 : len(files) - 1 : max(1, len(files) // count)]]
+    chosen: dict[int, FileMetadata] = {}
+    for entry in picks:
+        chosen.setdefault(entry.uncompressed_offset, entry)
+        if len(chosen) == count:
+            break
+    return sorted(chosen.values(), key=lambda e: e.uncompressed_offset)
+
+
+def _inflate(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """gzip members one after another, decompressed with bounded output per step."""
+    inflater = zlib.decompressobj(47)
+    fed = False
+    for chunk in chunks:
+        data = chunk
+        while data:
+            fed = True
+            out = inflater.decompress(data, _INFLATE_STEP)
+            if out:
+                yield out
+            if inflater.eof:
+                data = inflater.unused_data
+                inflater = zlib.decompressobj(47)
+                fed = False
+            else:
+                data = inflater.unconsumed_tail
+    if fed and not inflater.eof:
+        raise zlib.error("the gzip stream ends before its last member does")
+
+
+def _collect(stream: Iterable[bytes], ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    """The bytes of each ``[start, end)`` range of a stream read once, in the given order."""
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
+    pieces = [bytearray() for _ in ranges]
+    offset = 0
+    next_index = 0
+    active: list[int] = []
+    for chunk in stream:
+        chunk_end = offset + len(chunk)
+        while next_index < len(order) and ranges[order[next_index]][0] < chunk_end:
+            active.append(order[next_index])
+            next_index += 1
+        for index in active:
+            start, end = ranges[index]
+            low, high = max(start, offset), min(end, chunk_end)
+            if low < high:
+                pieces[index] += chunk[low - offset : high - offset]
+        active = [i for i in active if ranges[i][1] > chunk_end]
+        offset = chunk_end
+    return [bytes(piece) for piece in pieces]

@@ -1,0 +1,172 @@
+"""``verify`` against indexes the pipeline pushed to a real registry, good and tampered."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+
+import pytest
+from soci_indexer import oci, ztoc
+from soci_indexer.oci import Descriptor, ImageIndex, ImageManifest
+from soci_indexer.pipeline import ImageResult, IndexOptions, index_image
+from soci_indexer.registry import RegistryClient
+from soci_indexer.verify import VerifyReport, verify_image
+from soci_indexer.ztoc import Ztoc
+from support.images import PlatformImage, gzip_tar_layer, push_image, tar_layer
+from support.registry import LocalRegistry
+
+OPTIONS = IndexOptions(min_layer_size=256 * 1024, span_size=256 * 1024)
+GZIP = gzip_tar_layer(1.5, seed=21, random_share=0.3)
+TAR = tar_layer(1.0, seed=22)
+REPO = "verify/image"
+
+
+@pytest.fixture(scope="module")
+def indexed(registry: LocalRegistry) -> ImageResult:
+    image = PlatformImage("linux", "amd64", (GZIP, TAR))
+    push_image(registry.client(), REPO, "v1", [image])
+    return index_image(registry.client(), REPO, "v1", OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def good_report(registry: LocalRegistry, indexed: ImageResult) -> VerifyReport:
+    return verify_image(registry.client(), REPO, "v1-soci")
+
+
+def test_a_freshly_indexed_image_verifies(good_report: VerifyReport) -> None:
+    assert good_report.problems == []
+    assert [check.problems for check in good_report.layers] == [[], []]
+    assert good_report.ok
+
+
+def test_verify_checks_every_span_of_every_layer(good_report: VerifyReport) -> None:
+    spans = [check.spans for check in good_report.layers]
+    assert spans[0] > 1
+    assert spans[1] == -(-TAR.size // (256 * 1024))  # uncompressed: one span per span_size
+
+
+def test_verify_reads_sample_files_lazily(good_report: VerifyReport) -> None:
+    assert [check.files_read for check in good_report.layers] == [3, 3]
+
+
+def test_a_lazy_start_reading_one_file_fetches_less_than_the_image(
+    registry: LocalRegistry, indexed: ImageResult
+) -> None:
+    report = verify_image(registry.client(), REPO, "v1-soci", samples=1)
+    assert report.image_bytes > GZIP.size + TAR.size
+    assert 0 < report.lazy_bytes < report.image_bytes
+
+
+def test_an_image_that_was_never_indexed_fails_verification(
+    registry: LocalRegistry, indexed: ImageResult
+) -> None:
+    report = verify_image(registry.client(), REPO, "v1")
+    assert not report.ok
+    assert report.problems == [
+        "the manifest is not SOCI-enabled (no com.amazon.soci.index-digest annotation)"
+    ]
+
+
+def republish(
+    client: RegistryClient,
+    tag: str,
+    change_ztoc: Callable[[Ztoc], Ztoc] | None = None,
+    change_layers: Callable[[list[Descriptor]], list[Descriptor]] | None = None,
+) -> None:
+    """Push a copy of ``v1-soci`` under ``tag`` with its first zTOC or its zTOC list changed."""
+    index = oci.parse_manifest(client.get_manifest(REPO, "v1-soci").data)
+    assert isinstance(index, ImageIndex)
+    image_desc = index.manifests[0]
+    image = oci.parse_manifest(client.get_manifest(REPO, image_desc.digest).data)
+    assert isinstance(image, ImageManifest)
+    soci = oci.parse_manifest(
+        client.get_manifest(REPO, image.annotations[oci.ANNOTATION_INDEX_DIGEST]).data
+    )
+    assert isinstance(soci, ImageManifest)
+    layers = list(soci.layers)
+    if change_ztoc is not None:
+        changed = ztoc.serialize(change_ztoc(ztoc.parse(client.get_blob(REPO, layers[0].digest))))
+        digest = client.push_blob(REPO, changed)
+        layers[0] = dataclasses.replace(layers[0], digest=digest, size=len(changed))
+    if change_layers is not None:
+        layers = change_layers(layers)
+    soci_bytes = dataclasses.replace(soci, layers=tuple(layers)).serialize()
+    soci_digest = oci.sha256_digest(soci_bytes)
+    client.put_manifest(REPO, soci_digest, soci_bytes, oci.OCI_MANIFEST)
+    original = dataclasses.replace(image, annotations={}, media_type=oci.OCI_MANIFEST)
+    enabled = oci.soci_enabled_manifest(original, soci_digest).serialize()
+    client.put_manifest(REPO, oci.sha256_digest(enabled), enabled, oci.OCI_MANIFEST)
+    entry = oci.IndexedPlatform(
+        "",
+        dataclasses.replace(
+            image_desc,
+            digest=oci.sha256_digest(enabled),
+            size=len(enabled),
+            annotations={oci.ANNOTATION_INDEX_DIGEST: soci_digest},
+        ),
+        Descriptor(oci.OCI_MANIFEST, soci_digest, len(soci_bytes)),
+    )
+    output = oci.soci_enabled_index([entry.manifest], [entry]).serialize()
+    client.put_manifest(REPO, tag, output, oci.OCI_INDEX)
+
+
+def test_a_zTOC_with_a_wrong_span_digest_fails_verification(
+    registry: LocalRegistry, indexed: ImageResult
+) -> None:
+    def break_span_digest(parsed: Ztoc) -> Ztoc:
+        digests = list(parsed.compression.span_digests)
+        digests[1] = "sha256:" + "0" * 64
+        info = dataclasses.replace(parsed.compression, span_digests=tuple(digests))
+        return dataclasses.replace(parsed, compression=info)
+
+    client = registry.client()
+    republish(client, "bad-span", change_ztoc=break_span_digest)
+    report = verify_image(client, REPO, "bad-span")
+    assert not report.ok
+    assert report.layers[0].problems == ["span 1 does not match its digest"]
+
+
+def test_a_zTOC_missing_a_tar_entry_fails_verification(
+    registry: LocalRegistry, indexed: ImageResult
+) -> None:
+    def drop_an_entry(parsed: Ztoc) -> Ztoc:
+        entries = list(parsed.metadata)
+        del entries[len(entries) // 2]
+        return dataclasses.replace(parsed, metadata=tuple(entries))
+
+    client = registry.client()
+    republish(client, "missing-entry", change_ztoc=drop_an_entry)
+    problems = verify_image(client, REPO, "missing-entry").layers[0].problems
+    assert len(problems) == 1
+    assert "are not one chain of tar headers" in problems[0]
+
+
+def test_a_zTOC_attached_to_the_wrong_layer_fails_verification(
+    registry: LocalRegistry, indexed: ImageResult
+) -> None:
+    def swap_layers(layers: list[Descriptor]) -> list[Descriptor]:
+        first, second = layers
+        key = oci.ANNOTATION_LAYER_DIGEST
+        return [
+            dataclasses.replace(
+                first, annotations={**first.annotations, key: second.annotations[key]}
+            ),
+            dataclasses.replace(
+                second, annotations={**second.annotations, key: first.annotations[key]}
+            ),
+        ]
+
+    client = registry.client()
+    republish(client, "swapped", change_layers=swap_layers)
+    report = verify_image(client, REPO, "swapped")
+    assert not report.ok
+    assert all("the manifest says" in check.problems[0] for check in report.layers)
+
+
+def test_the_output_index_lists_what_verify_reads(
+    registry: LocalRegistry, indexed: ImageResult
+) -> None:
+    """The index verify starts from is plain JSON any client can read."""
+    index = json.loads(registry.client().get_manifest(REPO, "v1-soci").data)
+    assert index["mediaType"] == oci.OCI_INDEX

@@ -1,0 +1,98 @@
+"""``soci-indexer index`` and ``verify`` as a user runs them, against a real registry."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+
+import pytest
+from soci_indexer.cli import main
+from support.images import PlatformImage, gzip_tar_layer, push_image
+from support.registry import LocalRegistry, free_port
+
+LAYER = gzip_tar_layer(1.5, seed=31)
+SMALL = gzip_tar_layer(0.05, seed=32)
+FLAGS = ["--plain-http", "--min-layer-size", "262144", "--span-size", "524288"]
+
+
+@pytest.fixture(scope="module")
+def image(registry: LocalRegistry) -> str:
+    push_image(
+        registry.client(), "cli/app", "v2", [PlatformImage("linux", "amd64", (SMALL, LAYER))]
+    )
+    return f"{registry.host}/cli/app:v2"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out.splitlines(), captured.err
+
+
+@pytest.fixture(scope="module")
+def first_run(image: str) -> tuple[int, list[str]]:
+    """The first ``index`` of the image (later runs find it indexed)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(["index", image, *FLAGS])
+    return status, out.getvalue().splitlines()
+
+
+def test_index_prints_the_soci_enabled_reference_first(
+    image: str, first_run: tuple[int, list[str]]
+) -> None:
+    status, out = first_run
+    assert status == 0
+    assert re.fullmatch(re.escape(image) + r"-soci@sha256:[0-9a-f]{64}", out[0])
+
+
+def test_index_prints_one_line_per_layer_with_its_fate(first_run: tuple[int, list[str]]) -> None:
+    _, out = first_run
+    layer_lines = [line for line in out if line.startswith("  ")]
+    assert len(layer_lines) == 2
+    assert SMALL.digest[:19] in layer_lines[0]
+    assert "skipped-too-small" in layer_lines[0]
+    assert LAYER.digest[:19] in layer_lines[1]
+    assert " indexed " in layer_lines[1]
+
+
+def test_index_run_again_says_nothing_was_pushed(
+    image: str, first_run: tuple[int, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(["index", image, *FLAGS], capsys)
+    assert status == 0
+    assert out[0] == f"{first_run[1][0]}  (already indexed: nothing pushed)"
+
+
+def test_verify_passes_on_the_indexed_image(
+    image: str, first_run: tuple[int, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(["verify", f"{image}-soci", "--plain-http"], capsys)
+    assert status == 0
+    assert out[-1] == "verified: OK"
+    assert any(line.startswith("lazy start fetched ") for line in out)
+
+
+def test_verify_fails_with_a_reason_on_an_image_without_an_index(
+    image: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(["verify", image, "--plain-http"], capsys)
+    assert status == 1
+    assert out[-1] == "verification FAILED"
+    assert any("not SOCI-enabled" in line for line in out)
+
+
+def test_a_malformed_reference_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(["index", "127.0.0.1:5000/Bad_Repo:tag", "--plain-http"], capsys)
+    assert status != 0
+    assert out == []
+    assert err.startswith("soci-indexer: ")
+    assert "Traceback" not in err
+
+
+def test_an_unreachable_registry_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(["index", f"127.0.0.1:{free_port()}/x/y:z", *FLAGS], capsys)
+    assert status == 1
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err

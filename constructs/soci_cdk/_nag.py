@@ -1,0 +1,46 @@
+"""Acknowledgments of cdk-nag findings that are part of a construct's design.
+
+cdk-nag (v3) reports through CDK's own validation framework, so a construct
+can acknowledge a finding with ``Validations`` alone, without depending on
+cdk-nag. Each acknowledgment names one finding on one construct subtree and
+says why; a finding the construct did not expect still fails the synth.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Stack, Token, Validations
+from constructs import IConstruct
+
+AWS_SOLUTIONS = "AwsSolutions"
+# ecr:GetAuthorizationToken has no resource-level permissions: "*" is the only resource.
+WHY_ECR_LOGIN_NEEDS_ANY_RESOURCE = (
+    "ecr:GetAuthorizationToken supports no resource-level permissions; it is the only "
+    "action on '*' (image actions are scoped to repositories)"
+)
+
+
+def acknowledge(scope: IConstruct, finding: str, reason: str) -> None:
+    """Acknowledge ``finding`` (``AwsSolutions-IAM5[Resource::*]``) on ``scope`` and below."""
+    Validations.of(scope).acknowledge(
+        Acknowledgment(id=f"{AWS_SOLUTIONS}::{finding}", reason=reason)
+    )
+
+
+def wildcard_resource_finding(resource: str) -> str:
+    """The IAM5 finding cdk-nag reports for a wildcard resource, as it renders the ARN."""
+    return f"AwsSolutions-IAM5[Resource::{resource}]"
+
+
+def repository_finding(scope: IConstruct, name: str) -> str:
+    """The IAM5 finding for ``repository/<name>`` in ``scope``'s stack, as cdk-nag renders
+    the ARN: unresolved pseudo parameters appear as ``<AWS::Region>``."""
+    stack = Stack.of(scope)
+
+    def show(value: str, pseudo: str) -> str:
+        return f"<AWS::{pseudo}>" if Token.is_unresolved(value) else value
+
+    arn = (
+        f"arn:{show(stack.partition, 'Partition')}:ecr:{show(stack.region, 'Region')}:"
+        f"{show(stack.account, 'AccountId')}:repository/{name}"
+    )
+    return wildcard_resource_finding(arn)

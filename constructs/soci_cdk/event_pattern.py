@@ -1,0 +1,110 @@
+"""Which ECR pushes get indexed: the EventBridge pattern, and the IAM scope that goes with it.
+
+EventBridge ANDs the fields of a pattern but only ORs the filters of one
+field, so "tagged, and not the builder's own ``<tag>-soci`` output" cannot
+both be said of ``image-tag``. The pattern therefore splits pushes by
+``manifest-media-type`` (``$or``), where each branch needs one exclusion only:
+
+- image indexes: the builder's output is always an OCI image index tagged
+  ``<tag><suffix>``, so this branch drops that suffix. Indexes are rarely
+  pushed untagged (their children are manifests), so the handler catches those.
+- image manifests: the untagged children of every multi-platform and every
+  SOCI-enabled image land here, so this branch drops ``""``, and keeps only
+  manifests whose config is an image config (``artifact-media-type``), which
+  leaves out SOCI index manifests, attestations, Helm charts and signatures.
+- events without media types (the documented, older event shape) get the
+  manifest branch's tag rule.
+
+With tag filters the user's filters replace both tag rules; they never match
+``""``, and the handler drops the output suffix if a filter also matches it.
+
+Repository filters use ``*`` as a wildcard, in the spirit of ECR's own
+repository filters; each becomes the cheapest EventBridge filter that says
+the same (exact, prefix, suffix or wildcard), and the same string, as an ARN
+wildcard, scopes the function's ECR permissions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+ECR_SOURCE = "aws.ecr"
+IMAGE_ACTION = "ECR Image Action"
+
+INDEX_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+IMAGE_CONFIG_MEDIA_TYPES = (
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+)
+
+# ECR repository names are lowercase; tags are case-sensitive. "*" is our wildcard.
+REPOSITORY_FILTER = re.compile(r"[a-z0-9._/*-]{1,256}")
+TAG_FILTER = re.compile(r"[A-Za-z0-9._*-]{1,128}")
+REPOSITORY_FILTER_EXPECTED = "1 to 256 of a-z 0-9 . _ / - and the wildcard *"
+TAG_FILTER_EXPECTED = "1 to 128 of A-Z a-z 0-9 . _ - and the wildcard *"
+
+Matcher = str | dict[str, Any]
+
+
+def matches_everything(name_filter: str) -> bool:
+    """True for ``*`` (or ``**``...): no filter at all."""
+    return set(name_filter) == {"*"}
+
+
+def normalize(name_filter: str) -> str:
+    """Collapse runs of ``*``: EventBridge rejects consecutive wildcards, and they mean one."""
+    return re.sub(r"\*+", "*", name_filter)
+
+
+def matcher(name_filter: str) -> Matcher:
+    """The EventBridge filter that matches exactly what ``name_filter`` matches.
+
+    ``name_filter`` must not match everything (``*``): EventBridge has no
+    empty prefix, and no filter is the way to say "anything".
+    """
+    if matches_everything(name_filter):
+        raise ValueError("a filter of only '*' matches everything: leave the field out instead")
+    text = normalize(name_filter)
+    stars = text.count("*")
+    if stars == 0:
+        return text
+    if stars == 1 and text.endswith("*"):
+        return {"prefix": text[:-1]}
+    if stars == 1 and text.startswith("*"):
+        return {"suffix": text[1:]}
+    return {"wildcard": text}
+
+
+def push_detail(*, tag_filters: Sequence[str], tag_suffix: str) -> dict[str, Any]:
+    """The ``detail`` part of the rule: successful pushes of tagged images, per media type.
+
+    ``tag_filters`` empty means every tag; repository names are added by the caller.
+    """
+    if tag_filters:
+        index_tags: list[Matcher] = [matcher(tag) for tag in tag_filters]
+        manifest_tags = index_tags
+    else:
+        index_tags = [{"anything-but": {"suffix": tag_suffix}}]
+        manifest_tags = [{"anything-but": [""]}]
+    return {
+        "action-type": ["PUSH"],
+        "result": ["SUCCESS"],
+        "$or": [
+            {"manifest-media-type": list(INDEX_MEDIA_TYPES), "image-tag": index_tags},
+            {
+                "manifest-media-type": list(MANIFEST_MEDIA_TYPES),
+                "artifact-media-type": list(IMAGE_CONFIG_MEDIA_TYPES),
+                "image-tag": manifest_tags,
+            },
+            {"manifest-media-type": [{"exists": False}], "image-tag": manifest_tags},
+        ],
+    }

@@ -1,0 +1,165 @@
+"""SociFargateTask: a Fargate task running the SOCI-enabled tag of an image, maybe on a schedule.
+
+Fargate lazy-loads an image only when the task definition names the image
+that carries the SOCI index: with index manifest v2 that is a new image
+index (new digest, same layers), tagged ``<tag><suffix>`` by the builder.
+Running the original tag works, but pulls the whole image first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
+from constructs import Construct
+from soci_indexer import settings
+
+from soci_cdk import _nag
+from soci_cdk.errors import InvalidPropError
+
+# Fargate task sizes: memory (MiB) allowed for each CPU value.
+_FARGATE_MEMORY = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
+}
+
+
+class SociFargateTask(Construct):
+    """A Fargate task definition running ``repository:<image_tag><tag_suffix>``.
+
+    With ``schedule`` (which needs ``cluster``), EventBridge Scheduler starts
+    it on Fargate platform version 1.4.0, the version that lazy-loads.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        repository: ecr.IRepository,
+        image_tag: str = "latest",
+        tag_suffix: str = settings.DEFAULT_TAG_SUFFIX,
+        cpu: int = 1024,
+        memory_limit_mib: int = 2048,
+        cpu_architecture: ecs.CpuArchitecture | None = None,
+        command: Sequence[str] | None = None,
+        container_name: str = "main",
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        cluster: ecs.ICluster | None = None,
+        schedule: scheduler.ScheduleExpression | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        security_groups: Sequence[ec2.ISecurityGroup] | None = None,
+        assign_public_ip: bool = False,
+    ) -> None:
+        """
+        :param repository: where the image and its SOCI-enabled twin live.
+        :param image_tag: the tag pushed by the user. Default: ``latest``.
+        :param tag_suffix: the builder's suffix. Default: ``-soci``.
+        :param cpu: task CPU units. Default: 1024 (1 vCPU).
+        :param memory_limit_mib: task memory, valid for ``cpu``. Default: 2048.
+        :param cpu_architecture: the image's architecture. Default: X86_64.
+        :param command: container command. Default: the image's.
+        :param container_name: Default: ``main``.
+        :param log_retention: how long container logs are kept. Default: one month.
+        :param cluster: where scheduled runs start. Default: none (no schedule).
+        :param schedule: when to run the task, e.g.
+            ``ScheduleExpression.rate(Duration.minutes(5))``. Default: never.
+        :param vpc_subnets: subnets of scheduled runs. Default: the cluster VPC's
+            private subnets.
+        :param security_groups: security groups of scheduled runs. Default: a new
+            one with no inbound rule.
+        :param assign_public_ip: give scheduled runs a public IP (public subnets
+            without NAT need it to reach ECR). Default: False.
+        """
+        super().__init__(scope, id)
+        self._check_size(cpu, memory_limit_mib)
+        if schedule is not None and cluster is None:
+            raise InvalidPropError(
+                self.node.path, "cluster", None, "an ecs.ICluster when schedule is given"
+            )
+        self.image_tag = f"{image_tag}{tag_suffix}"
+        self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            cpu=cpu,
+            memory_limit_mib=memory_limit_mib,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=cpu_architecture or ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        # Pull rights for the execution role come with the ECR image.
+        self.container = self.task_definition.add_container(
+            "Container",
+            container_name=container_name,
+            image=ecs.ContainerImage.from_ecr_repository(repository, tag=self.image_tag),
+            command=list(command) if command else None,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="task", log_group=self.log_group),
+        )
+        self.execution_role = self.task_definition.obtain_execution_role()
+        _nag.acknowledge(
+            self.execution_role,
+            _nag.wildcard_resource_finding("*"),
+            _nag.WHY_ECR_LOGIN_NEEDS_ANY_RESOURCE,
+        )
+        self.schedule = (
+            self._make_schedule(cluster, schedule, vpc_subnets, security_groups, assign_public_ip)
+            if cluster is not None and schedule is not None
+            else None
+        )
+
+    def _check_size(self, cpu: int, memory_limit_mib: int) -> None:
+        if cpu not in _FARGATE_MEMORY:
+            raise InvalidPropError(
+                self.node.path, "cpu", cpu, f"a Fargate CPU size: one of {sorted(_FARGATE_MEMORY)}"
+            )
+        allowed = _FARGATE_MEMORY[cpu]
+        if memory_limit_mib not in allowed:
+            sizes = (
+                ", ".join(map(str, allowed))
+                if len(allowed) <= 8
+                else (f"{allowed[0]} to {allowed[-1]} in steps of {allowed[1] - allowed[0]}")
+            )
+            raise InvalidPropError(
+                self.node.path,
+                "memory_limit_mib",
+                memory_limit_mib,
+                f"a Fargate memory size for cpu={cpu}: {sizes}",
+            )
+
+    def _make_schedule(
+        self,
+        cluster: ecs.ICluster,
+        expression: scheduler.ScheduleExpression,
+        vpc_subnets: ec2.SubnetSelection | None,
+        security_groups: Sequence[ec2.ISecurityGroup] | None,
+        assign_public_ip: bool,
+    ) -> scheduler.Schedule:
+        return scheduler.Schedule(
+            self,
+            "Schedule",
+            description="Runs the SOCI-enabled image on Fargate",
+            schedule=expression,
+            target=scheduler_targets.EcsRunFargateTask(
+                cluster,
+                task_definition=self.task_definition,
+                platform_version=ecs.FargatePlatformVersion.VERSION1_4,
+                vpc_subnets=vpc_subnets,
+                security_groups=list(security_groups) if security_groups else None,
+                assign_public_ip=assign_public_ip,
+                max_event_age=Duration.minutes(5),
+                retry_attempts=0,
+            ),
+        )

@@ -6,17 +6,22 @@ within the time (-timeout) and memory (-rss_limit_mb) bounds; anything else
 stops the run and leaves the input as crash-* in the working directory, to be
 turned into a regression case under tests/reliability/regressions/.
 
-    make fuzz                      # 100,000 runs
-    .venv/bin/python bench/fuzz.py -runs=1000000
+    make fuzz                                  # 100,000 inputs over every core
+    .venv/bin/python bench/fuzz.py --runs 1000000
 """
 
 from __future__ import annotations
 
-import atexit
+import argparse
 import io
+import os
+import re
+import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -25,17 +30,18 @@ import atheris
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "reliability"))
 
-with atheris.instrument_imports():
-    import soci_indexer.extract
-    import soci_indexer.inflate
-    import soci_indexer.layer
-    import soci_indexer.tar
-    import soci_indexer.ztoc  # noqa: F401
+if "--worker" in sys.argv:
+    # Only the fuzzing processes pay for coverage instrumentation.
+    with atheris.instrument_imports(include=["soci_indexer"]):
+        import soci_indexer.extract
+        import soci_indexer.inflate
+        import soci_indexer.layer
+        import soci_indexer.tar
+        import soci_indexer.ztoc  # noqa: F401
 
 import mutations  # noqa: E402
 
 TARGET_NAMES = sorted(mutations.TARGETS)
-RUNS = 0
 
 
 def small_tar() -> bytes:
@@ -83,31 +89,73 @@ def seeds() -> list[bytes]:
 
 
 def test_one_input(data: bytes) -> None:
-    global RUNS
-    RUNS += 1
     if not data:
         return
     target = mutations.TARGETS[TARGET_NAMES[data[0] % len(TARGET_NAMES)]]
     target(data[1:])
 
 
-def _report() -> None:
-    print(f"fuzz: {RUNS} inputs run, every one ended in a result or a typed error", flush=True)
-
-
-def main() -> None:
-    args = list(sys.argv)
-    if not any(arg.startswith("-runs=") for arg in args):
-        args.append("-runs=100000")
-    args += ["-timeout=20", "-rss_limit_mb=2048", "-max_len=131072"]
-    corpus = Path(tempfile.mkdtemp(prefix="soci-fuzz-corpus-"))
-    for number, seed in enumerate(seeds()):
-        (corpus / f"seed-{number:03d}").write_bytes(seed)
-    args.append(str(corpus))
-    atexit.register(_report)
-    atheris.Setup(args, test_one_input)
+def worker(libfuzzer_args: list[str]) -> None:
+    """One libFuzzer process (runs until -runs is reached or an input fails)."""
+    atheris.Setup([sys.argv[0], *libfuzzer_args], test_one_input)
     atheris.Fuzz()
 
 
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Fuzz the parsers (libFuzzer via atheris).")
+    parser.add_argument("--runs", type=int, default=100_000, help="inputs in all (default 100000)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
+    parser.add_argument("--worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        worker(args.worker)
+        return 0
+
+    workdir = Path(tempfile.mkdtemp(prefix="soci-fuzz-"))
+    corpus = workdir / "corpus"
+    corpus.mkdir()
+    for number, seed in enumerate(seeds()):
+        (corpus / f"seed-{number:03d}").write_bytes(seed)
+    started = time.monotonic()
+    jobs = []
+    for job in range(args.jobs):
+        runs = args.runs // args.jobs + (1 if job < args.runs % args.jobs else 0)
+        log = (workdir / f"job-{job}.log").open("w")
+        libfuzzer = [
+            f"-runs={runs}",
+            f"-seed={job + 1}",
+            "-timeout=20",
+            "-rss_limit_mb=2048",
+            "-max_len=131072",
+            f"-artifact_prefix={workdir}/",
+            str(corpus),
+        ]
+        command = [sys.executable, __file__, "--worker", *libfuzzer]
+        jobs.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log, job))
+    total, failed = 0, []
+    for process, log, job in jobs:
+        status = process.wait()
+        log.close()
+        text = (workdir / f"job-{job}.log").read_text(errors="replace")
+        done = re.search(r"Done (\d+) runs", text)
+        total += int(done.group(1)) if done else 0
+        if status != 0:
+            failed.append(job)
+    seconds = time.monotonic() - started
+    print(
+        f"fuzz: {total} inputs in {seconds:.0f} s over {args.jobs} processes "
+        f"(targets: {', '.join(TARGET_NAMES)})"
+    )
+    if failed:
+        crashes = sorted(workdir.glob("crash-*")) + sorted(workdir.glob("timeout-*"))
+        crashes += sorted(workdir.glob("oom-*"))
+        print(f"fuzz: FAILED in processes {failed}; inputs kept: {[str(c) for c in crashes]}")
+        print(f"fuzz: logs in {workdir}")
+        return 1
+    print("fuzz: every input ended in a zTOC or a typed error, within the time and memory bounds")
+    shutil.rmtree(workdir)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -528,7 +528,9 @@ class RegistryClient:
         """One request with retries, auth and redirects; the whole body read."""
         conn_key, response = self._open(method, path, scope=scope, headers=headers, body=body)
         try:
-            data = b"" if method == "HEAD" else response.read()
+            # Read even a HEAD answer (b""): only a read response frees the connection for
+            # the next request; an unread one makes it fail with ResponseNotReady.
+            data = response.read()
         except (OSError, http.client.HTTPException) as exc:
             self._drop(conn_key)
             raise RegistryError(

@@ -20,6 +20,7 @@ help:
 	@echo "make synth  cdk synth of the sample app into cdk.out/"
 	@echo "make bench  speed and memory benchmarks (ratios against baselines)"
 	@echo "make fuzz   long fuzzing pass over the parsers"
+	@echo "make faults registry and network faults while indexing: the outcome table"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +59,10 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,fuzz]'
 	$(PY) bench/fuzz.py
+
+faults: $(STAMP)
+	scripts/install-system-deps.sh
+	$(PY) bench/faults.py
 
 clean:
 	rm -rf cdk.out .bench .demo .pytest_cache .mypy_cache .ruff_cache

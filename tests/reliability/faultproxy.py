@@ -20,6 +20,7 @@ import re
 import secrets
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -101,7 +102,7 @@ class FaultProxy:
         self.upstream = upstream
         self.token_auth = token_auth
         self.state = _State()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -318,6 +319,14 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
 
         return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client hanging up on us (it got what it needed from a 401) is not an error."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def _body_chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:

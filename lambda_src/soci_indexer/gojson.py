@@ -2,9 +2,9 @@
 
 The snapshotter decodes a SOCI index and re-encodes it with Go before storing
 it under the digest it was pulled by, so any other spelling of the same JSON
-breaks the pull (SOCI-FORMAT.md section 3). Go writes compact JSON, struct
-fields in declaration order, map keys sorted bytewise, ``<``, ``>``, ``&``,
-U+2028 and U+2029 as ``\\u`` escapes. A lone surrogate (Python keeps the ones
+breaks the pull. Go writes compact JSON, struct fields in declaration order,
+map keys sorted bytewise, ``<``, ``>``, ``&``, U+2028 and U+2029 as ``\\u``
+escapes. A lone surrogate (Python keeps the ones
 a ``\\ud800`` escape in JSON we read produced) becomes U+FFFD, which is what
 Go's decoder turns it into before re-encoding.
 

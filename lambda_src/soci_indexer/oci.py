@@ -4,7 +4,7 @@ Pure data: nothing here does I/O. Manifests are parsed into the fields Go's
 ``ocispec`` structs know (unknown fields drop out, as they do when the
 reference tools re-serialise), and written back with ``gojson`` in those
 structs' field order, so every manifest we write is a fixed point of Go's
-decode/encode and its digest is the same on every run (SOCI-FORMAT.md 3, 3.1).
+decode/encode and its digest is the same on every run.
 """
 
 from __future__ import annotations

@@ -397,8 +397,10 @@ class _Run:
             )
             data = soci.serialize()
             digest = oci.sha256_digest(data)
-            handled = self.client.put_manifest(self.repository, digest, data, oci.OCI_MANIFEST)
-            if not handled:
+            handled = False
+            if self.client.head_manifest(self.repository, digest) is None:
+                handled = self.client.put_manifest(self.repository, digest, data, oci.OCI_MANIFEST)
+            if not handled and self.client.referrers(self.repository, subject.digest) is None:
                 self._add_referrer(subject.digest, oci.referrer_descriptor(soci, digest, len(data)))
             soci_digests.append(digest)
         reference = f"{self.client.host}/{self.repository}"
@@ -408,7 +410,8 @@ class _Run:
         )
 
     def _add_referrer(self, subject: str, referrer: Descriptor) -> None:
-        """The referrers tag schema, for registries without the referrers API."""
+        """The referrers tag schema, for registries without the referrers API (a registry
+        that has it lists the SOCI index by its subject on its own)."""
         tag = oci.referrers_tag(subject)
         listed: tuple[Descriptor, ...] = ()
         if self.client.head_manifest(self.repository, tag) is not None:

@@ -446,11 +446,13 @@ def test_v1_pushes_a_soci_index_with_a_subject_and_a_referrers_fallback_tag(
     assert client.head_manifest("pipeline/v1", "v1-soci") is None
 
 
-def test_v1_run_twice_lists_the_soci_index_once(registry: LocalRegistry) -> None:
+def test_v1_run_twice_writes_nothing_the_second_time(registry: LocalRegistry) -> None:
     pushed = push(registry, "pipeline/v1-twice", amd64(BIG_B))
     v1 = replace(OPTIONS, index_version="v1")
-    for _ in range(2):
-        index_image(registry.client(), "pipeline/v1-twice", "v1", v1)
+    index_image(registry.client(), "pipeline/v1-twice", "v1", v1)
+    recorder = Recorder()
+    index_image(registry.client(observer=recorder), "pipeline/v1-twice", "v1", v1)
+    assert recorder.writes() == []
     referrers = manifest(registry.client(), "pipeline/v1-twice", pushed.digest.replace(":", "-"))
     assert len(referrers["manifests"]) == 1  # type: ignore[arg-type]
 

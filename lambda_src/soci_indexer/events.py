@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from soci_indexer.errors import SociError
+from soci_indexer.oci import IMAGE_CONFIG_TYPES
 
 ECR_SOURCE = "aws.ecr"
 IMAGE_ACTION = "ECR Image Action"
@@ -44,9 +45,11 @@ class AccountNotAllowed(SociError):
 class SkipReason(StrEnum):
     """Why an event is a successful no-op rather than an image to index."""
 
+    NOT_AN_IMAGE_ACTION = "not-an-image-action"  # another ECR event (scan, replication...)
     NOT_A_PUSH = "not-a-push"
     PUSH_FAILED = "push-failed"
     SOCI_ARTIFACT = "soci-artifact"  # a SOCI index manifest pushed by an indexer
+    NOT_AN_IMAGE = "not-an-image"  # Helm chart, signature...: the config type says so
     UNTAGGED = "untagged"  # children of multi-platform and SOCI-enabled images
     SOCI_OUTPUT_TAG = "soci-output-tag"  # our own output: indexing it would loop
 
@@ -56,6 +59,7 @@ class ImageAction:
     """The fields of one ECR Image Action event that the handler acts on."""
 
     event_id: str
+    detail_type: str
     account: str
     region: str
     action_type: str
@@ -68,21 +72,20 @@ class ImageAction:
 
 
 def parse_image_action(event: object) -> ImageAction:
-    """Check the envelope and the detail of an EventBridge event; raise ``InvalidEvent``.
+    """Check the envelope and the detail of an ECR event; raise ``InvalidEvent``.
 
-    ``repository-name`` is required; other fields are checked for shape when
-    present. ``image-tag`` may be absent or ``""`` (untagged pushes carry an
-    empty string).
+    Other ECR events (scans, replication...) parse too, so that they can be
+    skipped rather than failed. For Image Actions ``repository-name`` is
+    required and other fields are checked for shape when present;
+    ``image-tag`` may be absent or ``""`` (untagged pushes carry an empty string).
     """
     envelope = _mapping(event, "event")
-    source, detail_type = envelope.get("source"), envelope.get("detail-type")
-    if source != ECR_SOURCE or detail_type != IMAGE_ACTION:
-        raise InvalidEvent(
-            f"not an ECR Image Action event (source={source!r}, detail-type={detail_type!r})"
-        )
+    if envelope.get("source") != ECR_SOURCE:
+        raise InvalidEvent(f"not an ECR event (source={envelope.get('source')!r})")
     detail = _mapping(envelope.get("detail"), "event detail")
     action = ImageAction(
         event_id=_text(envelope, "id"),
+        detail_type=_text(envelope, "detail-type"),
         account=_text(envelope, "account"),
         region=_text(envelope, "region"),
         action_type=_text(detail, "action-type"),
@@ -93,18 +96,25 @@ def parse_image_action(event: object) -> ImageAction:
         manifest_media_type=_text(detail, "manifest-media-type"),
         artifact_media_type=_text(detail, "artifact-media-type"),
     )
-    _check_shapes(action)
+    _check_account(action.account)
+    _check_region(action.region)
+    if action.detail_type == IMAGE_ACTION:
+        _check_detail(action)
     return action
 
 
 def skip_reason(action: ImageAction, tag_suffix: str) -> SkipReason | None:
     """Why this event needs no indexing, or None when the pushed image should be indexed."""
+    if action.detail_type != IMAGE_ACTION:
+        return SkipReason.NOT_AN_IMAGE_ACTION
     if action.action_type != "PUSH":
         return SkipReason.NOT_A_PUSH
     if action.result != "SUCCESS":
         return SkipReason.PUSH_FAILED
     if action.artifact_media_type in SOCI_INDEX_ARTIFACT_TYPES:
         return SkipReason.SOCI_ARTIFACT
+    if action.artifact_media_type and action.artifact_media_type not in IMAGE_CONFIG_TYPES:
+        return SkipReason.NOT_AN_IMAGE
     if not action.tag:
         return SkipReason.UNTAGGED
     if action.tag.endswith(tag_suffix):
@@ -167,9 +177,7 @@ def sqs_records(event: object) -> list[Mapping[str, object]] | None:
     return records
 
 
-def _check_shapes(action: ImageAction) -> None:
-    _check_account(action.account)
-    _check_region(action.region)
+def _check_detail(action: ImageAction) -> None:
     if not (
         len(action.repository) <= _MAX_REPOSITORY_LENGTH
         and _REPOSITORY.fullmatch(action.repository)

@@ -118,8 +118,7 @@ def process_event(
     ``config`` defaults to the one read from the environment at cold start.
     """
     run = _Run(context, client_factory, config or CONFIG, safety_margin_seconds)
-    LOGGER.clear_keys()
-    LOGGER.append_keys(request_id=context.aws_request_id)
+    run.log_context()
     try:
         records = sqs_records(event)
         if records is not None:
@@ -165,12 +164,17 @@ class _Run:
         failures = []
         for record in records:
             message_id = str(record.get("messageId", ""))
-            LOGGER.clear_keys()
-            LOGGER.append_keys(request_id=self.context.aws_request_id, message_id=message_id)
+            self.log_context(message_id=message_id)
             if self.one_message(record.get("body")).failed:
                 failures.append({"itemIdentifier": message_id})
+        self.log_context()
         LOGGER.info("batch done", records=len(records), failed=len(failures))
         return {"batchItemFailures": failures}
+
+    def log_context(self, **keys: object) -> None:
+        """Start the log context afresh, so one record's keys never label the next line."""
+        LOGGER.clear_keys()
+        LOGGER.append_keys(request_id=self.context.aws_request_id, **keys)
 
     def one_message(self, body: object) -> Outcome:
         try:

@@ -22,8 +22,13 @@ from soci_indexer.events import (
 EXPECTED_DECISIONS: dict[str, SkipReason | None] = {
     "push-tagged": None,
     "push-tagged-with-media-types": None,
+    "push-tagged-manifest": None,
+    "push-tagged-docker-manifest": None,
     "push-other-repo": None,
     "push-untagged-child": SkipReason.UNTAGGED,
+    "push-untagged-legacy": SkipReason.UNTAGGED,
+    "push-helm-chart": SkipReason.NOT_AN_IMAGE,
+    "image-scan": SkipReason.NOT_AN_IMAGE_ACTION,
     "push-soci-output": SkipReason.SOCI_OUTPUT_TAG,
     "push-soci-index-manifest": SkipReason.SOCI_ARTIFACT,
     "delete": SkipReason.NOT_A_PUSH,
@@ -73,11 +78,8 @@ def test_a_missing_image_tag_counts_as_untagged() -> None:
     assert skip_reason(parse_image_action(event), "-soci") is SkipReason.UNTAGGED
 
 
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [("source", "aws.ecs"), ("detail-type", "ECR Image Scan"), ("detail", "PUSH")],
-)
-def test_events_that_are_not_ecr_image_actions_are_refused(key: str, value: str) -> None:
+@pytest.mark.parametrize(("key", "value"), [("source", "aws.ecs"), ("detail", "PUSH")])
+def test_events_that_are_not_ecr_events_are_refused(key: str, value: str) -> None:
     event = load_event("push-tagged")
     event[key] = value
     with pytest.raises(InvalidEvent):

@@ -208,6 +208,19 @@ def test_context_of_one_record_does_not_leak_into_the_next(
     assert "tag" not in failed
 
 
+def test_the_batch_summary_is_not_labelled_with_the_last_record(
+    context: FakeContext,
+    no_registry: Callable[[str, str], object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    process_event(sqs_batch(_body("delete")), context, client_factory=no_registry)
+    lines = log_lines(capsys.readouterr().out)
+    (summary,) = [line for line in lines if line["message"] == "batch done"]
+    assert (summary["records"], summary["failed"]) == (1, 0)
+    assert "message_id" not in summary
+    assert "repository" not in summary
+
+
 def test_the_production_client_factory_targets_the_ecr_host_of_the_event() -> None:
     client = handler._ecr_client_for(ACCOUNT, "cn-north-1")
     assert client.host == f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn"

@@ -133,12 +133,18 @@ class _SpanHashes:
     Fed the blob in order, with the span boundaries found in each chunk: a
     span may start one byte before the previous one ends (SOCI-FORMAT.md 2.3).
     Bytes before the first span (a gzip header) belong to no span.
+
+    The last span can be folded into the one before (``merge_last_span``):
+    for that, the previous span's hash state is kept as it was at its end,
+    with the current span's bytes from there on (at most one span's worth).
     """
 
     def __init__(self) -> None:
         self.digests: list[str] = []
         self._layer = hashlib.sha256()
         self._span: hashlib._Hash | None = None
+        self._previous: hashlib._Hash | None = None
+        self._since_previous: list[memoryview] = []
         self._position = 0
         self._last_byte = b""
 
@@ -147,28 +153,44 @@ class _SpanHashes:
         self._layer.update(chunk)
         view = memoryview(chunk)
         base = self._position
-        cursor = 0
+        cursor = since = 0
         for end, start in boundaries:
             if self._span is not None:
                 self._span.update(view[cursor : end - base])
-                self.digests.append("sha256:" + self._span.hexdigest())
+                self._previous = self._span.copy()
+                self.digests.append(_digest(self._span))
             self._span = hashlib.sha256()
+            self._since_previous = []
             if start < base:  # the shared byte ended the previous chunk
                 self._span.update(self._last_byte)
-            cursor = start - base if start >= base else 0
+            cursor = max(start - base, 0)
+            since = end - base
         if self._span is not None:
             self._span.update(view[cursor:])
+            self._since_previous.append(view[since:])
         self._position += len(chunk)
         self._last_byte = chunk[-1:]
 
     def finish(self) -> None:
         if self._span is not None:
-            self.digests.append("sha256:" + self._span.hexdigest())
+            self.digests.append(_digest(self._span))
             self._span = None
+
+    def merge_last_span(self) -> None:
+        """The last boundary is dropped: the span before it now runs to the end."""
+        if self._previous is None:
+            raise ValueError("there is no span before the last one")
+        for piece in self._since_previous:
+            self._previous.update(piece)
+        self.digests[-2:] = [_digest(self._previous)]
 
     @property
     def layer_digest(self) -> str:
-        return "sha256:" + self._layer.hexdigest()
+        return _digest(self._layer)
+
+
+def _digest(hasher: hashlib._Hash) -> str:
+    return "sha256:" + hasher.hexdigest()
 
 
 class _Worker(threading.Thread, Generic[T]):
@@ -342,15 +364,27 @@ class _GzipBuild(_Build):
         self.archive_size = self.tar.close(self.inflater.uncompressed_size)
 
     def _check(self) -> None:
+        """Keep every span non-empty, as the snapshotter requires (SOCI-FORMAT.md 2.3).
+
+        A checkpoint can fall at or past the tar archive's end: at the very
+        end of the data when the gzip writer closes with an empty final block
+        (Go's does), or in GNU tar's record padding. The reference builder
+        keeps it, leaving a last span with nothing in it; we fold that span
+        into the one before. More than a span of data after the archive's end
+        is not worth indexing.
+        """
         if not self.archive_size:
             raise CorruptLayer("the gzip stream holds no tar data", 0, stream="gzip")
-        last = self.inflater.checkpoints[-1].uncompressed_offset
-        if last >= self.archive_size:
+        checkpoints = self.inflater.checkpoints
+        past_end = sum(point.uncompressed_offset >= self.archive_size for point in checkpoints)
+        if past_end > 1:
             raise UnsupportedLayer(
-                f"the last span would start at {last}, past the end of the tar archive"
-                f" at {self.archive_size}; the snapshotter refuses such spans",
+                "more than a span of gzip data follows the end of the tar archive",
                 self.archive_size,
             )
+        if past_end:
+            checkpoints.pop()
+            self.hashes.merge_last_span()
 
     def compression_info(self) -> CompressionInfo:
         checkpoints = self.inflater.checkpoints

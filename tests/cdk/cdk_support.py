@@ -8,12 +8,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App, Stack
+from aws_cdk import App, CfnElement, Stack
 from aws_cdk.assertions import Template
+from cfnlint.api import ManualArgs, lint
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")
 ASSET_PLACEHOLDER = "ASSET-HASH"
+
+LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
+# cfn-lint findings we accept, each with the reason.
+LINT_IGNORED = {
+    # CDK makes a function depend on its role as well as on the role's policy; the
+    # extra DependsOn on the role is redundant with the GetAtt, and harmless.
+    "W3005",
+}
 
 # matches(pattern, event): does the EventBridge pattern match the event?
 PatternMatcher = Callable[[dict[str, Any], dict[str, Any]], bool]
@@ -44,8 +53,9 @@ def only_resource(template: dict[str, Any], resource_type: str) -> dict[str, Any
 
 
 def logical_id(stack: Stack, construct: Any) -> str:
-    """The CloudFormation logical id of an L2 construct's primary resource."""
-    resolved: str = stack.resolve(construct.node.default_child.logical_id)
+    """The CloudFormation logical id of a resource, or of an L2 construct's primary resource."""
+    element = construct if isinstance(construct, CfnElement) else construct.node.default_child
+    resolved: str = stack.resolve(element.logical_id)
     return resolved
 
 
@@ -72,3 +82,13 @@ def mask_asset_hashes(value: Any) -> Any:
     """The template with every asset hash (S3 keys, asset ids) replaced by a placeholder,
     so the snapshot changes only when the infrastructure does, not the Lambda code."""
     return json.loads(ASSET_HASH.sub(ASSET_PLACEHOLDER, json.dumps(value)))
+
+
+def cfn_lint_findings(template: dict[str, Any]) -> list[str]:
+    """cfn-lint's errors and warnings on ``template``, less the ones in LINT_IGNORED."""
+    matches = lint(json.dumps(template), config=ManualArgs(regions=LINT_REGIONS))
+    return [
+        f"{m.rule.id} {'/'.join(map(str, m.path))}: {m.message}"
+        for m in matches
+        if m.rule.id not in LINT_IGNORED
+    ]

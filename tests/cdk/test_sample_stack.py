@@ -1,0 +1,179 @@
+"""The sample stack as ``make synth`` builds it: snapshot, cdk-nag, cfn-lint, context, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Validations
+from cdk_nag import AwsSolutionsChecks
+from cdk_support import (
+    cfn_lint_findings,
+    logical_id,
+    mask_asset_hashes,
+    only_resource,
+    resources,
+    template_of,
+)
+from soci_cdk.errors import InvalidPropError
+from soci_cdk.sample_stack import SociSampleStack
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.json import JSONSnapshotExtension
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CDK_CONTEXT: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+
+@dataclass
+class Synthesized:
+    stack: SociSampleStack
+    template: dict[str, Any]
+    nag_report: dict[str, Any]
+
+
+def nag_report(outdir: Path) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads((outdir / "validation-report.json").read_text())
+    (nag,) = (r for r in report["pluginReports"] if r["pluginName"] == "AwsSolutions")
+    return nag
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The stack as ``cdk synth`` makes it: cdk.json's context and the AWS Solutions pack."""
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = App(context=CDK_CONTEXT, outdir=str(outdir))
+    stack = SociSampleStack(app, "SociFargateSample")
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    try:
+        app.synth()
+    except RuntimeError:
+        violations = nag_report(outdir)["violations"]
+        pytest.fail(f"cdk-nag findings: {json.dumps(violations, indent=1)[:4000]}")
+    return Synthesized(stack, template_of(stack), nag_report(outdir))
+
+
+def test_the_sample_stack_matches_its_snapshot(
+    sample: Synthesized, snapshot: SnapshotAssertion
+) -> None:
+    assert mask_asset_hashes(sample.template) == snapshot(extension_class=JSONSnapshotExtension)
+
+
+def test_aws_solutions_checks_pass(sample: Synthesized) -> None:
+    assert (sample.nag_report["conclusion"], sample.nag_report["violations"]) == ("success", [])
+
+
+def test_acknowledged_findings_are_the_expected_ones_and_explained(sample: Synthesized) -> None:
+    acknowledged = {
+        (finding["ruleName"], finding["acknowledgedAt"])
+        for finding in sample.nag_report["suppressedViolations"]
+    }
+    assert acknowledged == {
+        ("AwsSolutions-IAM5[Resource::*]", "SociFargateSample/IndexBuilder/ServiceRole"),
+        (
+            "AwsSolutions-IAM5[Resource::*]",
+            "SociFargateSample/SampleTask/TaskDefinition/ExecutionRole",
+        ),
+    }
+    for finding in sample.nag_report["suppressedViolations"]:
+        assert "GetAuthorizationToken" in finding["reason"]
+
+
+def test_cfn_lint_finds_nothing_unexplained(sample: Synthesized) -> None:
+    assert cfn_lint_findings(sample.template) == []
+
+
+def test_the_sample_builder_indexes_the_sample_repository(sample: Synthesized) -> None:
+    rule = only_resource(sample.template, "AWS::Events::Rule")["Properties"]
+    assert rule["EventPattern"]["detail"]["repository-name"] == [
+        {"Ref": logical_id(sample.stack, sample.stack.repository)}
+    ]
+
+
+def test_the_sample_task_runs_the_soci_enabled_latest_tag(sample: Synthesized) -> None:
+    task = only_resource(sample.template, "AWS::ECS::TaskDefinition")["Properties"]
+    (container,) = task["ContainerDefinitions"]
+    assert container["Image"]["Fn::Join"][1][-1] == ":latest-soci"
+
+
+def test_the_sample_task_runs_every_five_minutes(sample: Synthesized) -> None:
+    schedule = only_resource(sample.template, "AWS::Scheduler::Schedule")["Properties"]
+    assert schedule["ScheduleExpression"] == "rate(5 minutes)"
+
+
+def output_text(sample: Synthesized, name: str) -> str:
+    value = sample.template["Outputs"][name]["Value"]
+    parts = value["Fn::Join"][1] if isinstance(value, dict) else [value]
+    return "".join(part if isinstance(part, str) else "<token>" for part in parts)
+
+
+def test_an_output_gives_the_pull_times_command_for_the_cluster(sample: Synthesized) -> None:
+    assert output_text(sample, "PullTimesCommand") == (
+        "soci-indexer pull-times --cluster <token> --region <token>"
+    )
+
+
+def test_an_output_says_how_to_see_that_fargate_lazy_loaded(sample: Synthesized) -> None:
+    assert '"Snapshotter": "soci"' in output_text(sample, "LazyLoadingCheck")
+
+
+def test_an_output_names_the_soci_enabled_image(sample: Synthesized) -> None:
+    assert output_text(sample, "SociImage").endswith(":latest-soci")
+
+
+# --------------------------------------------------------------------------- context
+
+
+@pytest.fixture(scope="module")
+def configured() -> dict[str, Any]:
+    """The sample stack with every context value set the way ``-c key=value`` sets it."""
+    app = App(
+        context={
+            "repository_name_filters": "team-a/*, team-b/api",
+            "tag_filters": "v*",
+            "image_tag": "v3",
+            "schedule": "none",
+        }
+    )
+    return template_of(SociSampleStack(app, "Configured"))
+
+
+def test_repository_filters_from_context_reach_the_rule(configured: dict[str, Any]) -> None:
+    rule = only_resource(configured, "AWS::Events::Rule")["Properties"]
+    names = rule["EventPattern"]["detail"]["repository-name"]
+    assert [name for name in names if "Ref" not in name] == [{"prefix": "team-a/"}, "team-b/api"]
+
+
+def test_tag_filters_from_context_reach_the_rule(configured: dict[str, Any]) -> None:
+    rule = only_resource(configured, "AWS::Events::Rule")["Properties"]
+    tags = {json.dumps(branch["image-tag"]) for branch in rule["EventPattern"]["detail"]["$or"]}
+    assert tags == {json.dumps([{"prefix": "v"}])}
+
+
+def test_the_image_tag_from_context_is_run(configured: dict[str, Any]) -> None:
+    task = only_resource(configured, "AWS::ECS::TaskDefinition")["Properties"]
+    assert task["ContainerDefinitions"][0]["Image"]["Fn::Join"][1][-1] == ":v3-soci"
+
+
+def test_schedule_none_turns_the_schedule_off(configured: dict[str, Any]) -> None:
+    assert resources(configured, "AWS::Scheduler::Schedule") == {}
+
+
+def test_a_schedule_that_is_not_an_expression_is_refused() -> None:
+    app = App(context={"schedule": "every 5 minutes"})
+    with pytest.raises(InvalidPropError, match="context schedule must be an EventBridge"):
+        SociSampleStack(app, "Sample")
+
+
+@pytest.mark.slow
+def test_the_app_synthesizes_with_the_aws_solutions_checks(tmp_path: Path) -> None:
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path)}
+    subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO_ROOT, env=env, check=True, capture_output=True
+    )
+    assert nag_report(tmp_path)["conclusion"] == "success"

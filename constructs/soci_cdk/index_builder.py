@@ -29,6 +29,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IValidation
 from soci_indexer import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, settings
+from soci_indexer.config import MAX_LAYER_WORKERS
 from soci_indexer.pipeline import IndexOptions
 
 from soci_cdk import _checks, _nag, event_pattern
@@ -413,7 +414,9 @@ class SociIndexBuilder(Construct):
             _checks.check_pattern(
                 self, "platforms", platform, _PLATFORM, '"os/arch" or "os/arch/variant"'
             )
-        _checks.check_whole_number(self, "max_layer_workers", max_layer_workers, 1, 32)
+        _checks.check_whole_number(
+            self, "max_layer_workers", max_layer_workers, 1, MAX_LAYER_WORKERS
+        )
         _checks.check_whole_number(self, "memory_size_mib", memory_size_mib, 128, 10240)
         _checks.check_whole_number(
             self, "timeout (seconds)", int(timeout.to_seconds()), 1, MAX_TIMEOUT_SECONDS

@@ -25,6 +25,7 @@ from cdk_support import (
 )
 from soci_cdk import SociIndexBuilder, SociRepository
 from soci_indexer import settings
+from soci_indexer.config import load_config
 
 IMPORTED_KEY_ARN = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 HANDLER_SOURCE = Path(settings.__file__).with_name("handler.py")
@@ -299,6 +300,22 @@ def test_the_environment_variable_names_are_the_handlers(built: Built) -> None:
         settings.ENV_ALLOW_CROSS_ACCOUNT
     }
     assert set(built.props(built.filtered.function)["Environment"]["Variables"]) == names
+
+
+def test_the_handler_reads_back_the_settings_the_builder_writes(built: Built) -> None:
+    config = load_config(built.props(built.custom.function)["Environment"]["Variables"])
+    options = config.index_options
+    assert (options.index_version, options.tag_suffix, options.platforms) == (
+        "v1",
+        "-lazy",
+        ("linux/amd64", "linux/arm64/v8"),
+    )
+    assert (options.min_layer_size, options.span_size, options.max_workers) == (0, 1048576, 2)
+    assert (config.metrics_namespace, config.service_name, config.log_level) == (
+        "Team/Soci",
+        "team-indexer",
+        "DEBUG",
+    )
 
 
 def test_lambda_filters_application_logs_at_the_chosen_level(built: Built) -> None:

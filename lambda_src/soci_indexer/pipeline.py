@@ -307,6 +307,8 @@ class _Run:
             )
             log.warning("layer %s not indexed (%s): %s", layer.digest, status.value, exc)
             return status, str(exc), None, time.monotonic() - started
+        finally:
+            chunks.close()  # an engine that stopped early leaves the download unfinished
         self._check_deadline()
         self.client.push_blob(self.repository, build.data)
         self.ztoc_sizes[build.digest] = len(build.data)

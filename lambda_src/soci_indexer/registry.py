@@ -22,7 +22,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -352,7 +352,7 @@ class RegistryClient:
         start: int = 0,
         end: int | None = None,
         chunk_size: int = CHUNK_SIZE,
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """The blob's bytes ``[start, end)`` as chunks, never staged on disk.
 
         A connection that breaks mid-body is re-opened with a Range request

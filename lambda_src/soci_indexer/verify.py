@@ -237,11 +237,10 @@ class _Checker:
             *gaps,
             *((e.uncompressed_offset, e.uncompressed_offset + e.uncompressed_size) for e in sample),
         ]
-        stream = self.client.stream_blob(self.repository, check.layer.digest)
-        if parsed.compression.algorithm is Compression.GZIP:
-            stream = _inflate(stream)
+        blob = self.client.stream_blob(self.repository, check.layer.digest)
+        gzip = parsed.compression.algorithm is Compression.GZIP
         try:
-            pieces = _collect(stream, ranges)
+            pieces = _collect(_inflate(blob) if gzip else blob, ranges)
         except zlib.error as exc:
             check.problems.append(f"the layer does not decompress: {exc}")
             return

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
+import subprocess
+import sys
 
 import pytest
-from soci_indexer.cli import main
 from support.images import PlatformImage, gzip_tar_layer, push_image
 from support.registry import LocalRegistry, free_port
 
@@ -24,19 +23,19 @@ def image(registry: LocalRegistry) -> str:
     return f"{registry.host}/cli/app:v2"
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
-    status = main(argv)
-    captured = capsys.readouterr()
-    return status, captured.out.splitlines(), captured.err
+def run(argv: list[str]) -> tuple[int, list[str], str]:
+    """The command in a process of its own, as a user runs it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "soci_indexer", *argv], capture_output=True, text=True, timeout=300
+    )
+    return done.returncode, done.stdout.splitlines(), done.stderr
 
 
 @pytest.fixture(scope="module")
 def first_run(image: str) -> tuple[int, list[str]]:
     """The first ``index`` of the image (later runs find it indexed)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(["index", image, *FLAGS])
-    return status, out.getvalue().splitlines()
+    status, out, _ = run(["index", image, *FLAGS])
+    return status, out
 
 
 def test_index_prints_the_soci_enabled_reference_first(
@@ -58,41 +57,37 @@ def test_index_prints_one_line_per_layer_with_its_fate(first_run: tuple[int, lis
 
 
 def test_index_run_again_says_nothing_was_pushed(
-    image: str, first_run: tuple[int, list[str]], capsys: pytest.CaptureFixture[str]
+    image: str, first_run: tuple[int, list[str]]
 ) -> None:
-    status, out, _ = run(["index", image, *FLAGS], capsys)
+    status, out, _ = run(["index", image, *FLAGS])
     assert status == 0
     assert out[0] == f"{first_run[1][0]}  (already indexed: nothing pushed)"
 
 
-def test_verify_passes_on_the_indexed_image(
-    image: str, first_run: tuple[int, list[str]], capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, out, _ = run(["verify", f"{image}-soci", "--plain-http"], capsys)
+def test_verify_passes_on_the_indexed_image(image: str, first_run: tuple[int, list[str]]) -> None:
+    status, out, _ = run(["verify", f"{image}-soci", "--plain-http"])
     assert status == 0
     assert out[-1] == "verified: OK"
     assert any(line.startswith("lazy start fetched ") for line in out)
 
 
-def test_verify_fails_with_a_reason_on_an_image_without_an_index(
-    image: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, out, _ = run(["verify", image, "--plain-http"], capsys)
+def test_verify_fails_with_a_reason_on_an_image_without_an_index(image: str) -> None:
+    status, out, _ = run(["verify", image, "--plain-http"])
     assert status == 1
     assert out[-1] == "verification FAILED"
     assert any("not SOCI-enabled" in line for line in out)
 
 
-def test_a_malformed_reference_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, err = run(["index", "127.0.0.1:5000/Bad_Repo:tag", "--plain-http"], capsys)
+def test_a_malformed_reference_is_a_one_line_error() -> None:
+    status, out, err = run(["index", "127.0.0.1:5000/Bad_Repo:tag", "--plain-http"])
     assert status != 0
     assert out == []
     assert err.startswith("soci-indexer: ")
     assert "Traceback" not in err
 
 
-def test_an_unreachable_registry_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    status, _, err = run(["index", f"127.0.0.1:{free_port()}/x/y:z", *FLAGS], capsys)
+def test_an_unreachable_registry_is_a_one_line_error() -> None:
+    status, _, err = run(["index", f"127.0.0.1:{free_port()}/x/y:z", *FLAGS])
     assert status == 1
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err

@@ -280,6 +280,17 @@ def test_every_platform_of_a_multi_platform_image_is_indexed(
     assert all(e["digest"] not in pushed.manifests.values() for e in image_entries(index))
 
 
+def test_a_layer_shared_by_two_platforms_is_read_once(registry: LocalRegistry) -> None:
+    push(registry, "pipeline/shared", amd64(BIG_A), arm64(BIG_A, BIG_B))
+    recorder = Recorder()
+    result = index_image(registry.client(observer=recorder), "pipeline/shared", "v1", OPTIONS)
+    reads = [url for method, url, _ in recorder.calls if method == "GET" and BIG_A.digest in url]
+    assert len(reads) == 1
+    shared = [layer.ztoc_digest for layer in result.layers if layer.digest == BIG_A.digest]
+    assert len(shared) == 2
+    assert shared[0] == shared[1]
+
+
 def test_docker_manifests_become_oci_manifests_with_docker_layer_types_kept(
     registry: LocalRegistry,
 ) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,23 @@ def fast_client(
         retry=retry,
         observer=observer,
     )
+
+
+@contextlib.contextmanager
+def debug_log(name: str) -> Iterator[list[str]]:
+    """Every record of logger ``name`` at DEBUG, formatted, whatever else configured logging."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 def manifest_json(config_digest: str, config_size: int, media_type: str) -> bytes:
@@ -327,9 +347,12 @@ def test_token_auth_fetches_a_bearer_token_for_the_repository_scope(
     with proxy(registry.host, token_service) as front:
         realm.append(f"http://{front.host}/token")
         client = RegistryClient(front.host, plain_http=True, credentials=StaticCredentials(LOGIN))
-        assert client.get_blob("auth/token", BLOB_DIGEST) == BLOB
-        assert client.blob_size("auth/token", BLOB_DIGEST) == len(BLOB)
+        with debug_log("soci_indexer.registry") as lines:
+            assert client.get_blob("auth/token", BLOB_DIGEST) == BLOB
+            assert client.blob_size("auth/token", BLOB_DIGEST) == len(BLOB)
     assert scopes == ["/token?service=test-registry&scope=repository%3Aauth%2Ftoken%3Apull"]
+    assert lines  # the client did log its requests...
+    assert not [line for line in lines if "tok-123" in line or "s3cret" in line]  # ...no secret
 
 
 def test_docker_config_auths_supply_the_login(tmp_path: Path) -> None:

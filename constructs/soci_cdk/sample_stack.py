@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -55,12 +56,12 @@ class SociSampleStack(Stack):
     """Push an image to the repository; a minute later ``<tag>-soci`` exists and the
     scheduled task starts it with lazy loading."""
 
-    def __init__(self, scope: Construct, id: str, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, id: str, **kwargs: Any) -> None:
         super().__init__(
             scope,
             id,
             description="soci-fargate sample: push-triggered SOCI indexing and a Fargate task",
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
         config = SampleSettings.from_context(self.node)
         self.builder = SociIndexBuilder(

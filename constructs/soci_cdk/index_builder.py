@@ -45,6 +45,8 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 MEMORY_SIZE_MIB = 3538
 DEFAULT_TIMEOUT_MINUTES = 15
 MAX_TIMEOUT_SECONDS = 900
+# The handler stops 60 s before its timeout to fail cleanly; leave it time to work.
+MIN_TIMEOUT_SECONDS = 120
 DEFAULT_MAX_CONCURRENCY = 10
 # An image that fails this many deliveries is parked in the dead-letter queue.
 MAX_RECEIVE_COUNT = 3
@@ -159,7 +161,7 @@ class SociIndexBuilder(Construct):
             images. Default: every platform.
         :param max_layer_workers: layers indexed at once per image. Default: 4.
         :param memory_size_mib: Lambda memory. Default: 3538 MiB (two vCPUs).
-        :param timeout: Lambda timeout, at most 15 minutes. Default: 15 minutes.
+        :param timeout: Lambda timeout, 2 to 15 minutes. Default: 15 minutes.
         :param architecture: Lambda architecture. Default: ARM64.
         :param max_concurrency: most images indexed at once (SQS event source
             maximum concurrency, 2 to 1000). Default: 10.
@@ -419,7 +421,11 @@ class SociIndexBuilder(Construct):
         )
         _checks.check_whole_number(self, "memory_size_mib", memory_size_mib, 128, 10240)
         _checks.check_whole_number(
-            self, "timeout (seconds)", int(timeout.to_seconds()), 1, MAX_TIMEOUT_SECONDS
+            self,
+            "timeout (seconds)",
+            int(timeout.to_seconds()),
+            MIN_TIMEOUT_SECONDS,
+            MAX_TIMEOUT_SECONDS,
         )
         _checks.check_whole_number(self, "max_concurrency", max_concurrency, 2, 1000)
         if reserved_concurrency is not None:

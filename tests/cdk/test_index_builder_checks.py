@@ -22,6 +22,7 @@ PACKAGE_DIR = Path(soci_indexer.__file__).resolve().parent
     [
         ({"memory_size_mib": 64}, "memory_size_mib", "64"),
         ({"timeout": Duration.minutes(16)}, "timeout (seconds)", "960"),
+        ({"timeout": Duration.seconds(90)}, "timeout (seconds)", "90"),
         ({"max_concurrency": 1}, "max_concurrency", "1"),
         ({"max_concurrency": 20, "reserved_concurrency": 10}, "reserved_concurrency", "10"),
         ({"index_version": "v3"}, "index_version", "'v3'"),

@@ -29,6 +29,7 @@ from constructs import Construct
 from soci_indexer import settings
 
 from soci_cdk import _checks, _nag
+from soci_cdk.errors import InvalidPropError
 
 if TYPE_CHECKING:
     from soci_cdk.index_builder import SociIndexBuilder
@@ -67,10 +68,18 @@ def _keep_newest(priority: int, pattern: str, count: int, what: str) -> dict[str
     }
 
 
-def _suffix(tag_suffix: str | None, builder: SociIndexBuilder | None) -> str:
-    if tag_suffix is not None:
-        return tag_suffix
-    return builder.tag_suffix if builder is not None else settings.DEFAULT_TAG_SUFFIX
+def _suffix(path: str, tag_suffix: str | None, builder: SociIndexBuilder | None) -> str:
+    """The output tag suffix to keep mutable: the builder's, unless told otherwise.
+
+    A different suffix from the builder's would make its output tags immutable.
+    """
+    if builder is None:
+        return settings.DEFAULT_TAG_SUFFIX if tag_suffix is None else tag_suffix
+    if tag_suffix is not None and tag_suffix != builder.tag_suffix:
+        raise InvalidPropError(
+            path, "tag_suffix", tag_suffix, f"the builder's suffix {builder.tag_suffix!r} or unset"
+        )
+    return builder.tag_suffix
 
 
 class SociRepository(ecr.Repository):
@@ -110,7 +119,7 @@ class SociRepository(ecr.Repository):
         :param empty_on_delete: delete its images when the repository is
             deleted. Default: False.
         """
-        suffix = _suffix(tag_suffix, builder)
+        suffix = _suffix(f"{scope.node.path}/{id}", tag_suffix, builder)
         super().__init__(
             scope,
             id,
@@ -185,7 +194,7 @@ class SociRepositoryTemplate(Construct):
         )
         if max_image_count is not None:
             _checks.check_whole_number(self, "max_image_count", max_image_count, 1, 10000)
-        suffix = _suffix(tag_suffix, builder)
+        suffix = _suffix(self.node.path, tag_suffix, builder)
         self.prefix = prefix
         self.name_filter = "*" if prefix == "ROOT" else f"{prefix.rstrip('/')}/*"
         self.role = self._make_role(encryption_key) if encryption_key else None

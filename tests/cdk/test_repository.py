@@ -131,6 +131,13 @@ def test_a_repository_without_a_builder_is_not_indexed(built: Built) -> None:
     assert {"Ref": logical_id(built.stack, built.plain)} not in names
 
 
+def test_a_suffix_other_than_the_builders_is_refused() -> None:
+    stack = new_stack()
+    builder = SociIndexBuilder(stack, "Builder")
+    with pytest.raises(InvalidPropError, match="tag_suffix must be the builder's suffix '-soci'"):
+        SociRepository(stack, "Repository", builder=builder, tag_suffix="-lazy")
+
+
 def test_max_image_count_must_be_positive() -> None:
     with pytest.raises(InvalidPropError, match="max_image_count must be a whole number"):
         SociRepository(new_stack(), "Repository", max_image_count=0)

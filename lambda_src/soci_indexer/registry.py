@@ -469,19 +469,31 @@ class RegistryClient:
             "GET", f"/v2/{repository}/blobs/{digest}", scope=_scope(repository), headers=headers
         )
         finished = False
+        pending = bytearray()  # arrived, not yet yielded
         try:
             remaining = self._body_length(response, repository, digest, position, end)
             while remaining is None or remaining > 0:
-                want = chunk_size if remaining is None else min(chunk_size, remaining)
-                chunk = response.read(want)
-                if not chunk:
+                want = chunk_size - len(pending)
+                # read1: take what has arrived instead of waiting for a whole chunk, so a
+                # connection that breaks loses nothing the socket had already delivered
+                piece = response.read1(want if remaining is None else min(want, remaining))
+                if not piece:
                     if remaining is None:
                         break
                     raise _ShortRead(f"body ended {remaining} bytes early")
+                pending += piece
                 if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+                    remaining -= len(piece)
+                if len(pending) >= chunk_size:
+                    yield bytes(pending)
+                    pending.clear()
+            if pending:
+                yield bytes(pending)
             finished = True
+        except (OSError, http.client.HTTPException, _ShortRead):
+            if pending:  # good bytes: the resume starts after them
+                yield bytes(pending)
+            raise
         finally:
             if not finished or not response.isclosed():
                 self._drop(conn_key)
@@ -538,7 +550,9 @@ class RegistryClient:
             ) from None
         reply = Reply(response.status, _lower_headers(response), data)
         if reply.status not in tuple(ok):
-            raise _status_error(method, reply.status, data, self._absolute(path))
+            raise _status_error(
+                f"{method} {_resource(path)}", reply.status, data, self._absolute(path)
+            )
         return reply
 
     def _open(
@@ -757,6 +771,20 @@ def _discard(response: http.client.HTTPResponse, count: int | None) -> None:
             return
         if left is not None:
             left -= len(chunk)
+
+
+def _resource(path: str) -> str:
+    """What a request path names, for error messages."""
+    for marker, name in (
+        ("/manifests/", "manifest"),
+        ("/blobs/uploads", "blob upload"),
+        ("/blobs/", "blob"),
+        ("/tags/list", "tag list"),
+        ("/referrers/", "referrers"),
+    ):
+        if marker in path:
+            return name
+    return "request"
 
 
 def _status_error(what: str, status: int, body: bytes, url: str) -> RegistryError:

@@ -40,11 +40,6 @@ class Reference:
         return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
 
     @property
-    def identifier(self) -> str:
-        """What to ask the registry for: the digest when pinned, else the tag."""
-        return self.digest or self.tag or ""
-
-    @property
     def target(self) -> str:
         """``tag@digest``, ``tag`` or ``digest``: what the pipeline is asked to index."""
         return "@".join(part for part in (self.tag, self.digest) if part)

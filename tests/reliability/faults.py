@@ -64,11 +64,9 @@ SCENARIOS = [
     Scenario("5xx burst", lambda: [Fault("server-error", match="any", times=3, status=503)]),
     Scenario("429 with Retry-After", lambda: [Fault("throttle", match="any", times=2)]),
     # Breaks past the client's first 1 MiB chunk, so the download resumes with a Range request.
-    Scenario(
-        "reset mid-blob",
-        lambda: [Fault("reset", times=2, after_bytes=MID_BLOB)],
-        evidence=" 206",
-    ),
+    # No evidence asked of a reset: an RST makes the receiver drop what it had not read yet,
+    # so whether the retry is a Range request depends on how far the client had got.
+    Scenario("reset mid-blob", lambda: [Fault("reset", times=2, after_bytes=MID_BLOB)]),
     Scenario(
         "stalled blob",
         lambda: [Fault("stall", after_bytes=MID_BLOB, stall_seconds=CLIENT_TIMEOUT + 1)],

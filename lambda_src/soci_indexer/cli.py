@@ -28,28 +28,24 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
-def _positive_int(text: str) -> int:
+def _byte_count(text: str, *, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a whole number of bytes, got {text!r}"
         ) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of bytes, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected at least {minimum} bytes, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _byte_count(text, minimum=1)
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number of bytes, got {text!r}"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected zero or more bytes, got {value}")
-    return value
+    return _byte_count(text, minimum=0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -208,9 +208,13 @@ class _Run:
         return desc.media_type in oci.MANIFEST_TYPES and not oci.is_attestation(desc)
 
     def _child(self, desc: Descriptor) -> _PlatformImage | None:
+        """One platform of an index; None for an artifact listed beside the images (it is
+        left as it is in the output index)."""
         fetched = self.client.get_manifest(self.repository, desc.digest)
         manifest = self._parse(fetched.data, fetched.media_type)
         if not isinstance(manifest, ImageManifest):
+            return None
+        if not (manifest.is_soci_index or manifest.is_soci_enabled or manifest.is_image):
             return None
         self._check_image(manifest, f"manifest {desc.digest}")
         platform = desc.platform or self._config_platform(manifest)

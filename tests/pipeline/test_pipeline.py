@@ -484,3 +484,37 @@ def test_layers_are_big_enough_for_the_lowered_minimum() -> None:
     """Guards the module's premise: BIG_* layers qualify, SMALL does not."""
     assert min(BIG_A.size, BIG_B.size, BIG_TAR.size) >= OPTIONS.min_layer_size > SMALL.size
     assert BIG_A.size > MIB
+
+
+def test_an_artifact_listed_beside_the_images_is_kept_and_not_indexed(
+    registry: LocalRegistry,
+) -> None:
+    client = registry.client()
+    pushed = push(registry, "pipeline/with-artifact", amd64(BIG_A), arm64(BIG_B))
+    config = b'{"predicateType":"example"}'
+    client.push_blob("pipeline/with-artifact", config)
+    artifact = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.example.sbom+json",
+                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
+    artifact_digest = "sha256:" + hashlib.sha256(artifact).hexdigest()
+    client.put_manifest("pipeline/with-artifact", artifact_digest, artifact, OCI_MANIFEST)
+    index = json.loads(client.get_manifest("pipeline/with-artifact", "v1").data)
+    index["manifests"].append(
+        {"mediaType": OCI_MANIFEST, "digest": artifact_digest, "size": len(artifact)}
+    )
+    client.put_manifest("pipeline/with-artifact", "v1", json.dumps(index).encode(), OCI_INDEX)
+
+    result = index_image(client, "pipeline/with-artifact", "v1", OPTIONS)
+    output = manifest(client, "pipeline/with-artifact", output_tag(result))
+    assert result.status is ImageStatus.INDEXED
+    assert len(soci_entries(output)) == len(pushed.manifests) == 2
+    assert artifact_digest in [e["digest"] for e in image_entries(output)]

@@ -135,7 +135,7 @@ def run_scenario(registry: LocalRegistry, scenario: Scenario, seed: int = 7) -> 
         finally:
             client.close()
         fired = planned - proxy.pending_faults()
-        exchanges = [f"{e.method} {e.path} {e.status} {e.fault}".strip() for e in proxy.log]
+        exchanges = [str(exchange) for exchange in proxy.log]
 
     def judged(outcome: Outcome, detail: str = "") -> Run:
         return Run(scenario.name, outcome, detail, fired, exchanges)

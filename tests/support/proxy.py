@@ -1,21 +1,32 @@
-"""A tiny loopback HTTP proxy in front of a real registry, for protocol edge cases.
+"""A loopback HTTP proxy in front of a real registry, for what the registry never does.
 
-docker-registry never answers 429, never drops a connection mid-blob and has
-no token service; this proxy forwards everything to it unchanged except what a
-test's ``hook`` decides to answer itself or to break. Every request is
-recorded as ``(method, path)``.
+docker-registry never answers 429, never drops a connection mid-blob, never
+stalls and has no token service. This proxy forwards everything to it
+unchanged, streaming bodies, except what a test's ``hook`` decides to answer
+itself (``Answer``) or to break (``CutAfter``). Every exchange is recorded
+with the status the client saw, so tests can check what was asked, in which
+order, and how it ended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import socket
+import struct
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+               "trailer", "upgrade"}  # fmt: skip
+_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,37 +40,76 @@ class Answer:
 
 @dataclass(frozen=True)
 class CutAfter:
-    """Forward, but send only the first ``count`` body bytes, then drop the connection."""
+    """Forward, but end the body after ``count`` bytes.
+
+    ``close`` ends the connection cleanly (a short body), ``reset`` with an
+    RST, ``stall`` stops sending for ``stall_seconds`` and then closes.
+    """
 
     count: int
+    how: Literal["close", "reset", "stall"] = "close"
+    stall_seconds: float = 0.0
 
 
-Hook = Callable[[str, str, dict[str, str]], "Answer | CutAfter | None"]
+Action = Answer | CutAfter | None
+Hook = Callable[[str, str, dict[str, str]], Action]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    method: str
+    path: str
+    status: int
+    action: str = ""  # "" when forwarded untouched
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} {self.status} {self.action}".rstrip()
 
 
 @dataclass
 class Proxy:
     host: str
-    requests: list[tuple[str, str]]
+    requests: list[tuple[str, str]]  # (method, path), in order of arrival
+    exchanges: list[Exchange]  # in order of completion, with the status the client saw
 
 
-def _handler_class(upstream: str, hook: Hook, requests: list[tuple[str, str]]) -> type:
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client hanging up on us (it had what it needed from a 401) is not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+def _handler_class(
+    upstream: str, hook: Hook, requests: list[tuple[str, str]], exchanges: list[Exchange]
+) -> type:
+    lock = threading.Lock()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: object) -> None:
-            """Quiet: the test output is what matters."""
+            """Quiet: the exchange log is kept in memory instead."""
+
+        def _record(self, status: int, action: str = "") -> None:
+            with lock:
+                exchanges.append(Exchange(self.command, self.path, status, action))
 
         def _handle(self) -> None:
-            headers = {name: value for name, value in self.headers.items()}
+            headers = dict(self.headers.items())
             length = int(headers.get("Content-Length", "0") or 0)
             body = self.rfile.read(length) if length else None
-            requests.append((self.command, self.path))
+            with lock:
+                requests.append((self.command, self.path))
             action = hook(self.command, self.path, headers)
             if isinstance(action, Answer):
                 self._answer(action)
-                return
-            self._forward(headers, body, action)
+            else:
+                self._forward(headers, body, action)
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 
         def _answer(self, answer: Answer) -> None:
             self.send_response(answer.status)
@@ -69,48 +119,80 @@ def _handler_class(upstream: str, hook: Hook, requests: list[tuple[str, str]]) -
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(answer.body)
+            self._record(answer.status, f"answered {answer.status}")
 
         def _forward(
             self, headers: dict[str, str], body: bytes | None, cut: CutAfter | None
         ) -> None:
-            conn = http.client.HTTPConnection(upstream, timeout=30)
+            conn = http.client.HTTPConnection(upstream, timeout=60)
+            headers = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
             try:
                 conn.request(self.command, self.path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
+                self._relay(conn.getresponse(), cut)
             finally:
                 conn.close()
+
+        def _relay(self, response: http.client.HTTPResponse, cut: CutAfter | None) -> None:
+            length = response.getheader("Content-Length")
+            payload = None
+            if length is None and self.command != "HEAD":
+                payload = response.read()
+                length = str(len(payload))
             self.send_response(response.status)
             for name, value in response.getheaders():
                 if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
                     self.send_header(name, value)
-            length = response.getheader("Content-Length", "0") if self.command == "HEAD" else None
-            self.send_header("Content-Length", length or str(len(data)))
+            self.send_header("Content-Length", length or "0")
             self.end_headers()
-            if cut is not None:
-                self.wfile.write(data[: cut.count])
-                self.wfile.flush()
-                self.close_connection = True
-                self.connection.shutdown(2)
+            if self.command == "HEAD":
+                self._record(response.status)
                 return
-            if self.command != "HEAD":
-                self.wfile.write(data)
+            chunks = iter([payload]) if payload is not None else _body_chunks(response)
+            sent = 0
+            for chunk in chunks:
+                if cut is not None and sent + len(chunk) > cut.count:
+                    self.wfile.write(chunk[: max(0, cut.count - sent)])
+                    self.wfile.flush()
+                    self._record(response.status, f"{cut.how} after {cut.count}")
+                    self._break(cut)
+                    return
+                self.wfile.write(chunk)
+                sent += len(chunk)
+            self._record(response.status)
 
-        do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
+        def _break(self, cut: CutAfter) -> None:
+            self.close_connection = True
+            if cut.how == "stall":
+                time.sleep(cut.stall_seconds)
+            if cut.how == "reset":
+                # SO_LINGER with a zero timeout makes the close send RST, not FIN.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                os.close(self.connection.detach())
+                return
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     return Handler
+
+
+def _body_chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:
+    while chunk := response.read(_CHUNK):
+        yield chunk
 
 
 @contextmanager
 def proxy(upstream: str, hook: Hook) -> Iterator[Proxy]:
     """A proxy on a free loopback port in front of ``upstream`` (``host:port``)."""
     requests: list[tuple[str, str]] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(upstream, hook, requests))
-    server.daemon_threads = True
+    exchanges: list[Exchange] = []
+    handler = _handler_class(upstream, hook, requests, exchanges)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Proxy(f"127.0.0.1:{server.server_address[1]}", requests)
+        yield Proxy(f"127.0.0.1:{server.server_address[1]}", requests, exchanges)
     finally:
         server.shutdown()
         server.server_close()

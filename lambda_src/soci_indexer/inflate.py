@@ -41,7 +41,7 @@ _HEADER_ERRORS = frozenset(
     }
 )
 
-DEFAULT_OUTPUT_BUFFER = 4 * 1024 * 1024
+DEFAULT_OUTPUT_BUFFER = 1024 * 1024
 
 
 class _ZStream(ctypes.Structure):
@@ -199,13 +199,21 @@ class GzipCheckpointer:
         self._member_start = 0
         self._member_ended = False
         self._capacity = output_buffer
-        self._buffers = [bytearray(WINDOW_SIZE + output_buffer) for _ in range(buffers)]
-        self._views = [memoryview(buffer) for buffer in self._buffers]
-        self._addresses = [_address(buffer) for buffer in self._buffers]
+        self._buffers: list[bytearray] = []  # allocated as the rotation first reaches them
+        self._views: list[memoryview] = []
+        self._addresses: list[int] = []
+        self._rotation = buffers
+        self._allocate()
         self._free = threading.Semaphore(buffers - 1)  # the first buffer is in use
         self._current = 0
         self._filled = 0  # output bytes in the current buffer, after its window copy
         self._input: bytes = b""
+
+    def _allocate(self) -> None:
+        buffer = bytearray(WINDOW_SIZE + self._capacity)
+        self._buffers.append(buffer)
+        self._views.append(memoryview(buffer))
+        self._addresses.append(_address(buffer))
 
     def release_output(self) -> None:
         """The consumer is done with the oldest view it was given."""
@@ -279,7 +287,9 @@ class GzipCheckpointer:
         self._emit()
         self._free.acquire()
         previous = self._buffers[self._current]
-        self._current = (self._current + 1) % len(self._buffers)
+        self._current = (self._current + 1) % self._rotation
+        if self._current == len(self._buffers):
+            self._allocate()
         self._buffers[self._current][:WINDOW_SIZE] = previous[-WINDOW_SIZE:]
         self._filled = 0
 

@@ -17,6 +17,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
+from itertools import accumulate
 from typing import NamedTuple
 
 from soci_indexer.errors import ZtocFormatError
@@ -114,133 +116,200 @@ _I32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 
+# Table fields by struct code; "O" marks a reference to another object, stored as a uint32.
+_OFFSET = "O"
+_FIELD_SIZES = {"b": 1, "i": 4, "I": 4, "q": 8, _OFFSET: 4}
+
+
+class _Schema(NamedTuple):
+    """A table type: its slot count, and its fields (slot, struct code) in the order the
+    reference builder adds them, which decides where they land (SOCI-FORMAT.md 1.2)."""
+
+    name: str
+    slots: int
+    fields: tuple[tuple[int, str], ...]
+
+
+_ZTOC = _Schema(
+    "Ztoc", 6, ((0, _OFFSET), (1, _OFFSET), (4, _OFFSET), (2, "q"), (3, "q"), (5, _OFFSET))
+)
+_TOC = _Schema("TOC", 1, ((0, _OFFSET),))
+_FILE_METADATA = _Schema(
+    "FileMetadata",
+    14,
+    (
+        (0, _OFFSET),  # name
+        (1, _OFFSET),  # type
+        (2, "q"),  # uncompressed_offset
+        (3, "q"),  # uncompressed_size
+        (4, _OFFSET),  # linkname
+        (5, "q"),  # mode
+        (6, "I"),  # uid
+        (7, "I"),  # gid
+        (8, _OFFSET),  # uname
+        (9, _OFFSET),  # gname
+        (10, _OFFSET),  # mod_time
+        (11, "q"),  # devmajor
+        (12, "q"),  # devminor
+        (13, _OFFSET),  # xattrs
+    ),
+)
+_XATTR = _Schema("Xattr", 2, ((0, _OFFSET), (1, _OFFSET)))
+_COMPRESSION_INFO = _Schema(
+    "CompressionInfo",
+    4,
+    (
+        (1, "i"),  # max_span_id
+        (2, _OFFSET),  # span_digests
+        (3, _OFFSET),  # checkpoints
+        (0, "b"),  # compression_algorithm, last
+    ),
+)
+_TAR_ZINFO = _Schema("TarZinfo", 3, ((0, "i"), (1, "q"), (2, "q")))
+
+
+class _TablePlan(NamedTuple):
+    """Where each field of a table lands, for one set of present fields and one alignment."""
+
+    packer: struct.Struct  # the table's bytes, lowest address first: vtable reference, fields
+    fields: tuple[tuple[int, int, bool], ...]  # lowest first: (value index, offset(), reference?)
+    size: int  # the table's bytes, reference to the vtable included
+    layout: tuple[int, ...]  # the vtable's entries: per slot, the field's distance from the table
+    largest: int  # the largest field alignment
+
+
+_PlanKey = tuple[str, int, tuple[bool, ...]]  # table name, offset modulo 8, fields present
+
 
 class _Builder:
     """The Go flatbuffers ``Builder``, reduced to the calls a zTOC needs.
 
     The buffer grows downward: ``offset()`` is the distance from the end, and
-    every object is referred to by the offset it had when it was finished.
+    every object is referred to by the offset it had when it was written.
     Padding depends on that distance, vtables are shared with the most recent
     identical one, and strings are never shared, all exactly as in Go.
+
+    Written bytes are kept as chunks, last written first in the output, so
+    nothing is ever moved; where a table's fields land (which depends only on
+    which fields there are and on the offset modulo 8) is worked out once.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self._buf = bytearray(capacity)
-        self._head = capacity
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []  # in the order written: the output is them reversed
+        self._done: list[bytes] = []  # runs of chunks already joined (and reversed)
+        self._offset = 0
         self._minalign = 1
-        self._fields: list[int] = []  # per slot: offset() after the field was written, or 0
-        self._object_end = 0
-        self._vtables: list[int] = []  # offsets of the vtables written so far, oldest first
-        self._vtable_by_fields: dict[tuple[int, ...], int] = {}
+        self._plans: dict[_PlanKey, tuple[_TablePlan, list[int]]] = {}
+        self._vtables: list[tuple[int, tuple[int, ...]]] = []  # (offset, layout), oldest first
+        self._vtable_by_layout: dict[tuple[int, ...], list[int]] = {}  # [offset, or 0]
         self._largest_field_offset = 0
 
     def offset(self) -> int:
-        return len(self._buf) - self._head
+        return self._offset
 
-    def output(self) -> bytes:
-        return bytes(self._buf[self._head :])
+    def _write(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._offset += len(chunk)
+        self._bound_chunks()
 
-    def _reserve(self, size: int) -> None:
-        if self._head >= size:
-            return
-        used = self.offset()
-        capacity = max(2 * len(self._buf), used + size + 1024)
-        grown = bytearray(capacity)
-        grown[capacity - used :] = self._buf[self._head :]
-        self._buf = grown
-        self._head = capacity - used
+    def _bound_chunks(self) -> None:
+        """Join long runs of chunks: a list of small bytes objects costs more than their bytes."""
+        if len(self._chunks) >= _CHUNKS_PER_RUN:
+            self._chunks.reverse()
+            self._done.append(b"".join(self._chunks))
+            self._chunks.clear()
 
     def _prep(self, size: int, additional: int) -> None:
         """Pad so that after writing ``additional`` bytes the next ``size`` bytes are aligned."""
         if size > self._minalign:
             self._minalign = size
-        padding = -(self.offset() + additional) & (size - 1)
-        self._reserve(padding + size + additional)
-        self._head -= padding  # the new space is already zero
+        padding = -(self._offset + additional) & (size - 1)
+        if padding:
+            self._write(bytes(padding))
 
-    def _place(self, packer: struct.Struct, value: int) -> None:
-        self._head -= packer.size
-        packer.pack_into(self._buf, self._head, value)
-
-    def _prepend(self, packer: struct.Struct, value: int) -> None:
-        self._prep(packer.size, 0)
-        self._place(packer, value)
-
-    def prepend_offset(self, target: int) -> None:
+    def _prepend_offset(self, target: int) -> None:
         self._prep(4, 0)
-        self._place(_U32, self.offset() - target + 4)
+        self._write(_U32.pack(self._offset + 4 - target))
 
     def create_string(self, text: bytes) -> int:
-        length = len(text)
-        self._prep(4, length + 1)
-        self._head -= length + 1  # the string, then its NUL terminator (already zero)
-        self._buf[self._head : self._head + length] = text
-        return self._end_vector(length)
+        return self.create_strings((text,))[0]
+
+    def create_strings(self, texts: Sequence[bytes]) -> list[int]:
+        """Go's CreateString for each text in turn; returns their offsets."""
+        return self.write_string_block(string_block(texts))
+
+    def write_string_block(self, block: StringBlock) -> list[int]:
+        """Strings laid out ahead of time; valid from a 4-aligned offset, where every
+        string of a zTOC starts (after the header, after tables, after byte vectors)."""
+        if self._offset % 4:
+            raise AssertionError(f"string block at unaligned offset {self._offset}")
+        if self._minalign < 4:
+            self._minalign = 4
+        base = self._offset
+        self._write(block.data)
+        return [base + end for end in block.ends]
 
     def create_byte_vector(self, data: bytes) -> int:
         self._prep(4, len(data))
-        self._head -= len(data)
-        self._buf[self._head : self._head + len(data)] = data
-        return self._end_vector(len(data))
+        self._write(_U32.pack(len(data)) + data)
+        return self._offset
 
     def create_offset_vector(self, targets: Sequence[int]) -> int:
         """A vector of references, given in the order they are to be read."""
         self._prep(4, 4 * len(targets))
-        for target in reversed(targets):
-            self.prepend_offset(target)
-        return self._end_vector(len(targets))
+        if not targets:  # every entry without xattrs has one
+            self._write(_EMPTY_VECTOR)
+            return self._offset
+        after = self._offset + 4 * len(targets)  # the offset once every reference is written
+        references = b"".join(
+            _U32.pack(after - 4 * index - target) for index, target in enumerate(targets)
+        )
+        self._write(_U32.pack(len(targets)) + references)
+        return self._offset
 
-    def _end_vector(self, length: int) -> int:
-        self._place(_U32, length)
-        return self.offset()
+    def table(self, schema: _Schema, values: Sequence[int]) -> int:
+        """A table of ``schema`` holding ``values`` (references: the objects' offsets).
 
-    def start_object(self, slots: int) -> None:
-        self._fields = [0] * slots
-        self._object_end = self.offset()
-
-    def add_offset(self, slot: int, target: int) -> None:
-        self.prepend_offset(target)
-        self._fields[slot] = self.offset()
-
-    def _add_scalar(self, slot: int, packer: struct.Struct, value: int, default: int) -> None:
-        if value != default:
-            self._prepend(packer, value)
-            self._fields[slot] = self.offset()
-
-    def add_int8(self, slot: int, value: int, default: int = 0) -> None:
-        self._add_scalar(slot, _U8, value & 0xFF, default & 0xFF)
-
-    def add_int32(self, slot: int, value: int, default: int = 0) -> None:
-        self._add_scalar(slot, _I32, value, default)
-
-    def add_uint32(self, slot: int, value: int, default: int = 0) -> None:
-        self._add_scalar(slot, _U32, value, default)
-
-    def add_int64(self, slot: int, value: int, default: int = 0) -> None:
-        self._add_scalar(slot, _I64, value, default)
-
-    def end_object(self) -> int:
-        """Write the object's vtable (or point it at an identical earlier one)."""
-        self._prepend(_I32, 0)  # room for the reference to the vtable
-        object_offset = self.offset()
-        fields = self._fields
-        while fields and not fields[-1]:
-            fields.pop()
-        layout = tuple(object_offset - field if field else 0 for field in fields)
-        existing = self._find_vtable(layout, object_offset)
-        if existing:
-            _I32.pack_into(self._buf, self._head, existing - object_offset)
-            return object_offset
-        for field_offset in reversed(layout):
-            self._prepend(_U16, field_offset)
-        self._prepend(_U16, object_offset - self._object_end)
-        self._prepend(_U16, 2 * (len(layout) + 2))
-        position = len(self._buf) - object_offset
-        _I32.pack_into(self._buf, position, self.offset() - object_offset)
-        self._vtables.append(self.offset())
-        self._vtable_by_fields.setdefault(layout, self.offset())
-        self._largest_field_offset = max(self._largest_field_offset, *layout, 0)
+        A value of 0 is left out, as Go leaves out scalars equal to their
+        default (references are never 0). The table is written, then its
+        vtable, unless an identical one can be shared.
+        """
+        start = self._offset
+        key = (schema.name, start % 8, tuple(map(bool, values)))
+        plan, written = self._plans.get(key) or self._plan(schema, key)
+        object_offset = start + plan.size
+        if object_offset > self._largest_field_offset:  # the usual case, see _find_vtable
+            vtable = written[0]
+        else:
+            vtable = self._find_vtable(plan.layout, object_offset)
+        new_vtable = not vtable
+        if new_vtable:
+            vtable = object_offset + 2 * (len(plan.layout) + 2)  # written right below the table
+        packed = [
+            start + position - values[index] if reference else values[index]
+            for index, position, reference in plan.fields
+        ]
+        self._write(plan.packer.pack(vtable - object_offset, *packed))
+        if plan.largest > self._minalign:
+            self._minalign = plan.largest
+        if new_vtable:
+            self._write_vtable(plan, vtable)
         return object_offset
+
+    def _plan(self, schema: _Schema, key: _PlanKey) -> tuple[_TablePlan, list[int]]:
+        """The plan for ``key``, with the (shared) cell holding its layout's vtable offset."""
+        plan = _plan_table(schema, key[1], key[2])
+        planned = (plan, self._vtable_by_layout.setdefault(plan.layout, [0]))
+        self._plans[key] = planned
+        return planned
+
+    def _write_vtable(self, plan: _TablePlan, vtable: int) -> None:
+        entries = (2 * (len(plan.layout) + 2), plan.size, *plan.layout)
+        self._write(struct.pack(f"<{len(entries)}H", *entries))
+        self._vtables.append((vtable, plan.layout))
+        written = self._vtable_by_layout[plan.layout]
+        written[0] = written[0] or vtable
+        self._largest_field_offset = max(self._largest_field_offset, *plan.layout, 0)
 
     def _find_vtable(self, layout: tuple[int, ...], object_offset: int) -> int:
         """Go's search: the most recent vtable that ``vtableEqual`` accepts, or 0.
@@ -252,121 +321,183 @@ class _Builder:
         and only when no earlier vtable matched it), so it is all we do.
         """
         if object_offset > self._largest_field_offset:
-            return self._vtable_by_fields.get(layout, 0)
-        for vtable in reversed(self._vtables):
-            if self._vtable_equal(vtable, layout, object_offset):
+            return self._vtable_by_layout.get(layout, [0])[0]
+        for vtable, stored in reversed(self._vtables):
+            if len(stored) == len(layout) and all(
+                mine == theirs or (not mine and theirs == object_offset)
+                for mine, theirs in zip(layout, stored, strict=True)
+            ):
                 return vtable
         return 0
 
-    def _vtable_equal(self, vtable: int, layout: tuple[int, ...], object_offset: int) -> bool:
-        start = len(self._buf) - vtable
-        (size,) = _U16.unpack_from(self._buf, start)
-        if size - 4 != 2 * len(layout):
-            return False
-        for index, field_offset in enumerate(layout):
-            (stored,) = _U16.unpack_from(self._buf, start + 4 + 2 * index)
-            if field_offset == 0 and stored == 0:
-                continue
-            if stored != (field_offset or object_offset):
-                return False
-        return True
-
     def finish(self, root: int) -> bytes:
         self._prep(self._minalign, 4)
-        self.prepend_offset(root)
-        return self.output()
+        self._prepend_offset(root)
+        self._chunks.reverse()
+        return b"".join([b"".join(self._chunks), *reversed(self._done)])
 
 
-def serialize(ztoc: Ztoc) -> bytes:
-    """The zTOC's flatbuffer bytes, byte-identical to the reference builder's."""
-    builder = _Builder(_size_hint(ztoc))
+_CHUNKS_PER_RUN = 4096
+_EMPTY_VECTOR = _U32.pack(0)
+_NUL_AND_PADDING = [bytes(1 + padding) for padding in range(4)]
+
+
+class StringBlock(NamedTuple):
+    """Strings as consecutive CreateString calls lay them out from a 4-aligned offset.
+
+    Each is its length, its bytes and a NUL, padded so the next lands 4-aligned,
+    so the block does not depend on where it goes. A zTOC's entry strings can
+    thus be prepared while the layer streams (``entry_strings``), leaving less
+    to do once the last entry is known.
+    """
+
+    data: bytes  # lowest address first, as in the output
+    ends: tuple[int, ...]  # per string, in creation order: the offset after it, from the block
+
+
+def string_block(texts: Sequence[bytes]) -> StringBlock:
+    return _join_pieces([_piece(text) for text in texts])
+
+
+def _piece(text: bytes) -> bytes:
+    """One string from a 4-aligned offset: its length, its bytes, a NUL and padding."""
+    return _U32.pack(len(text)) + text + _NUL_AND_PADDING[-(len(text) + 1) & 3]
+
+
+@lru_cache(maxsize=4096)
+def _text_piece(text: str) -> bytes:
+    """The pieces of strings that repeat from entry to entry (types, users, times)."""
+    return _piece(text.encode("utf-8", "surrogateescape"))
+
+
+def _join_pieces(pieces: list[bytes]) -> StringBlock:
+    ends = tuple(accumulate(map(len, pieces)))
+    pieces.reverse()
+    return StringBlock(b"".join(pieces), ends)
+
+
+def entry_strings(entry: FileMetadata) -> StringBlock:
+    """The six strings of a TOC entry, for ``serialize(..., prepared=...)``."""
+    name = _piece(entry.name.encode("utf-8", "surrogateescape"))
+    linkname = _piece(entry.linkname.encode("utf-8", "surrogateescape"))
+    repeated = map(_text_piece, (entry.uname, entry.gname, entry.mod_time))
+    return _join_pieces([name, _text_piece(entry.type), linkname, *repeated])
+
+
+def _plan_table(schema: _Schema, alignment: int, present: tuple[bool, ...]) -> _TablePlan:
+    """Lay fields out as Go's Prepend*Slot calls would, starting ``alignment`` (mod 8) bytes in.
+
+    Each field is padded to its own size, then the reference to the vtable
+    (an int32) is prepended; offsets count from the table's start.
+    """
+    position = alignment
+    codes = []  # struct codes, highest address first
+    fields = []
+    for index, ((_, code), there) in enumerate(zip(schema.fields, present, strict=True)):
+        if not there:
+            continue
+        size = _FIELD_SIZES[code]
+        padding = -position & (size - 1)
+        codes += [f"{padding}x", "I" if code == _OFFSET else code]
+        position += padding + size
+        fields.append((index, position - alignment, code == _OFFSET))
+    padding = -position & 3
+    codes += [f"{padding}x", "i"]
+    size = position + padding + 4 - alignment
+    layout = [0] * schema.slots
+    for index, field_position, _ in fields:
+        layout[schema.fields[index][0]] = size - field_position
+    while layout and not layout[-1]:
+        layout.pop()
+    largest = max([4, *(_FIELD_SIZES[schema.fields[index][1]] for index, _, _ in fields)])
+    return _TablePlan(
+        struct.Struct("<" + "".join(reversed(codes))),
+        tuple(reversed(fields)),
+        size,
+        tuple(layout),
+        largest,
+    )
+
+
+def serialize(ztoc: Ztoc, *, prepared: Sequence[StringBlock] | None = None) -> bytes:
+    """The zTOC's flatbuffer bytes, byte-identical to the reference builder's.
+
+    ``prepared`` may hold ``entry_strings`` of every entry, computed ahead.
+    """
+    builder = _Builder()
     version = builder.create_string(_encode(ztoc.version))
     build_tool = builder.create_string(_encode(ztoc.build_tool_identifier))
-    toc = _write_toc(builder, ztoc.metadata)
+    toc = _write_toc(builder, ztoc.metadata, prepared)
     compression = _write_compression_info(builder, ztoc.compression)
-    builder.start_object(6)
-    builder.add_offset(0, version)
-    builder.add_offset(1, build_tool)
-    builder.add_offset(4, toc)
-    builder.add_int64(2, ztoc.compressed_archive_size)
-    builder.add_int64(3, ztoc.uncompressed_archive_size)
-    builder.add_offset(5, compression)
-    return builder.finish(builder.end_object())
+    root = builder.table(
+        _ZTOC,
+        (
+            version,
+            build_tool,
+            toc,
+            ztoc.compressed_archive_size,
+            ztoc.uncompressed_archive_size,
+            compression,
+        ),
+    )
+    return builder.finish(root)
 
 
-def _size_hint(ztoc: Ztoc) -> int:
-    """Roughly the serialized size, so the buffer rarely has to grow."""
-    info = ztoc.compression
-    return 1024 + len(info.checkpoints) + 80 * len(info.span_digests) + 200 * len(ztoc.metadata)
-
-
-def _write_toc(builder: _Builder, metadata: Sequence[FileMetadata]) -> int:
+def _write_toc(
+    builder: _Builder, metadata: Sequence[FileMetadata], prepared: Sequence[StringBlock] | None
+) -> int:
     """The TOC, entries created last first so that they read in archive order."""
     entries = [0] * len(metadata)
     for index in range(len(metadata) - 1, -1, -1):
-        entries[index] = _write_entry(builder, metadata[index])
+        entry = metadata[index]
+        strings = prepared[index] if prepared is not None else entry_strings(entry)
+        entries[index] = _write_entry(builder, entry, strings)
     vector = builder.create_offset_vector(entries)
-    builder.start_object(1)
-    builder.add_offset(0, vector)
-    return builder.end_object()
+    return builder.table(_TOC, (vector,))
 
 
-def _write_entry(builder: _Builder, entry: FileMetadata) -> int:
-    string = builder.create_string
-    name = string(_encode(entry.name))
-    kind = string(_encode(entry.type))
-    linkname = string(_encode(entry.linkname))
-    uname = string(_encode(entry.uname))
-    gname = string(_encode(entry.gname))
-    mod_time = string(_encode(entry.mod_time))
+def _write_entry(builder: _Builder, entry: FileMetadata, strings: StringBlock) -> int:
+    name, kind, linkname, uname, gname, mod_time = builder.write_string_block(strings)
     xattrs = builder.create_offset_vector([_write_xattr(builder, *xattr) for xattr in entry.xattrs])
-    builder.start_object(14)
-    builder.add_offset(0, name)
-    builder.add_offset(1, kind)
-    builder.add_int64(2, entry.uncompressed_offset)
-    builder.add_int64(3, entry.uncompressed_size)
-    builder.add_offset(4, linkname)
-    builder.add_int64(5, entry.mode)
-    builder.add_uint32(6, entry.uid & 0xFFFFFFFF)
-    builder.add_uint32(7, entry.gid & 0xFFFFFFFF)
-    builder.add_offset(8, uname)
-    builder.add_offset(9, gname)
-    builder.add_offset(10, mod_time)
-    builder.add_int64(11, entry.devmajor)
-    builder.add_int64(12, entry.devminor)
-    builder.add_offset(13, xattrs)
-    return builder.end_object()
+    return builder.table(
+        _FILE_METADATA,
+        (
+            name,
+            kind,
+            entry.uncompressed_offset,
+            entry.uncompressed_size,
+            linkname,
+            entry.mode,
+            entry.uid,
+            entry.gid,
+            uname,
+            gname,
+            mod_time,
+            entry.devmajor,
+            entry.devminor,
+            xattrs,
+        ),
+    )
 
 
 def _write_xattr(builder: _Builder, key: str, value: str) -> int:
-    key_offset = builder.create_string(_encode(key))
-    value_offset = builder.create_string(_encode(value))
-    builder.start_object(2)
-    builder.add_offset(0, key_offset)
-    builder.add_offset(1, value_offset)
-    return builder.end_object()
+    return builder.table(_XATTR, builder.create_strings((_encode(key), _encode(value))))
 
 
 def _write_compression_info(builder: _Builder, info: CompressionInfo) -> int:
     checkpoints = builder.create_byte_vector(info.checkpoints)
     digests = [builder.create_string(_encode(digest)) for digest in info.span_digests]
     digest_vector = builder.create_offset_vector(digests)
-    builder.start_object(4)
-    builder.add_int32(1, info.max_span_id)
-    builder.add_offset(2, digest_vector)
-    builder.add_offset(3, checkpoints)
-    builder.add_int8(0, info.algorithm, default=Compression.GZIP)
-    return builder.end_object()
+    not_default = 0 if info.algorithm is Compression.GZIP else info.algorithm  # gzip: not written
+    return builder.table(
+        _COMPRESSION_INFO, (info.max_span_id, digest_vector, checkpoints, not_default)
+    )
 
 
 def serialize_tar_zinfo(zinfo: TarZinfo) -> bytes:
     """The ``checkpoints`` bytes of an uncompressed layer (SOCI-FORMAT.md 2.4)."""
-    builder = _Builder(64)
-    builder.start_object(3)
-    builder.add_int32(0, zinfo.version)
-    builder.add_int64(1, zinfo.span_size)
-    builder.add_int64(2, zinfo.size)
-    return builder.finish(builder.end_object())
+    builder = _Builder()
+    return builder.finish(builder.table(_TAR_ZINFO, (zinfo.version, zinfo.span_size, zinfo.size)))
 
 
 _ZINFO_HEADER = struct.Struct("<iq")

@@ -23,7 +23,7 @@ from layerkit import (
     tarfile_regular_files,
     write_tree,
 )
-from soci_indexer.errors import CorruptLayer
+from soci_indexer.errors import CorruptLayer, ZtocFormatError
 from soci_indexer.extract import check_gzip_header, read_entry
 from soci_indexer.layer import build_ztoc
 from soci_indexer.ztoc import Compression
@@ -129,3 +129,30 @@ def test_a_span_whose_bytes_changed_is_refused(tree: Path, compressor: str) -> N
     tampered[span.compressed_end - 1] ^= 0x01
     with pytest.raises(CorruptLayer, match="digest"):
         read_entry(ztoc, entry, RangeFetcher(bytes(tampered)))
+
+
+def test_a_fetch_that_returns_too_few_bytes_is_refused(tree: Path) -> None:
+    layer = gzip_layer(TAR_MAKERS["tarfile-pax"](tree))
+    ztoc = build_ztoc(io.BytesIO(layer), span_size=SPAN).ztoc
+    entry = max(regular_entries(ztoc), key=lambda entry: entry.uncompressed_size)
+    with pytest.raises(CorruptLayer, match="fetched"):
+        read_entry(ztoc, entry, lambda start, end: layer[start : end - 1])
+
+
+def test_an_empty_file_is_read_without_fetching_anything(tree: Path) -> None:
+    layer = TAR_MAKERS["tarfile-pax"](tree)
+    ztoc = build_ztoc(io.BytesIO(layer), span_size=SPAN).ztoc
+    empty = next(entry for entry in regular_entries(ztoc) if not entry.uncompressed_size)
+    fetch = RangeFetcher(layer)
+    assert read_entry(ztoc, empty, fetch) == b""
+    assert fetch.requests == []
+
+
+def test_an_entry_beyond_the_spans_is_refused(tree: Path) -> None:
+    layer = gzip_layer(TAR_MAKERS["tarfile-pax"](tree))
+    ztoc = build_ztoc(io.BytesIO(layer), span_size=SPAN).ztoc
+    entry = next(regular_entries(ztoc))._replace(
+        uncompressed_offset=ztoc.uncompressed_archive_size - 10, uncompressed_size=100
+    )
+    with pytest.raises(ZtocFormatError, match="do not cover"):
+        read_entry(ztoc, entry, RangeFetcher(layer))

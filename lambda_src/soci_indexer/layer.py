@@ -39,7 +39,9 @@ from soci_indexer.ztoc import (
 
 CompressionChoice = Literal["auto", "gzip", "uncompressed"]
 
-READ_SIZE = 1024 * 1024  # input chunk: large enough that per-chunk Python work is noise
+READ_SIZE = 2 * 1024 * 1024  # input chunk: each costs the inflate thread a GIL hand-off
+READ_AHEAD = 3  # chunks read ahead of their first consumer (inflate, or the tar reader)
+HASH_QUEUE = 4  # chunks waiting to be hashed (the tar reader is bounded by output buffers)
 GZIP_MAGIC = b"\x1f\x8b"
 _OTHER_COMPRESSIONS = {
     b"\x28\xb5\x2f\xfd": "zstd",
@@ -197,7 +199,7 @@ def _digest(hasher: hashlib._Hash) -> str:
     return "sha256:" + hasher.hexdigest()
 
 
-SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
+SWITCH_INTERVAL = 0.0001  # seconds; CPython's default is 0.005
 _switches_lock = threading.Lock()
 _switches_users = 0
 _switches_saved = 0.0
@@ -356,7 +358,7 @@ class _GzipBuild(_Build):
             "soci-inflate",
             self._inflate,
             self.failed,
-            capacity=4,
+            capacity=READ_AHEAD,
             finish=self.inflater.finish,
             then=self._inflate_done,
         )
@@ -371,7 +373,7 @@ class _GzipBuild(_Build):
             "soci-hash",
             lambda item: self.hashes.update(*item),
             self.failed,
-            capacity=8,
+            capacity=HASH_QUEUE,
             finish=self.hashes.finish,
         )
         self.workers = [self.inflate_worker, self.tar_worker, self.hash_worker]
@@ -450,14 +452,14 @@ class _TarBuild(_Build):
             "soci-tar",
             lambda item: self._read_tar(*item),
             self.failed,
-            capacity=8,
+            capacity=READ_AHEAD,
             finish=self._finish_tar,
         )
         self.hash_worker = _Worker[tuple[bytes, list[tuple[int, int]]]](
             "soci-hash",
             lambda item: self.hashes.update(*item),
             self.failed,
-            capacity=8,
+            capacity=HASH_QUEUE,
             finish=self.hashes.finish,
         )
         self.workers = [self.tar_worker, self.hash_worker]

@@ -39,10 +39,8 @@ _STAR_TRAILER = slice(508, 512)
 # Numbers as tar writers (Go, GNU tar, Python) usually write them: zero-padded octal and a
 # NUL, the checksum with a NUL and a space; devices may be all NULs. Other forms take the
 # general path, _numeric.
-_USUAL_NUMBERS = re.compile(
-    rb"([0-7]{7})\x00([0-7]{7})\x00([0-7]{7})\x00([0-7]{11})\x00([0-7]{11})\x00([0-7]{6})\x00 "
-)
-_USUAL_NUMBER_BITS = (18, 33, 33, 21, 21, 21)  # checksum, mtime, size, gid, uid, mode: 3 per digit
+_USUAL_NUMBERS = re.compile(rb"(?:[0-7]{7}\x00){3}(?:[0-7]{11}\x00){2}[0-7]{6}\x00 ")
+_BITS_18, _BITS_21, _BITS_33 = (1 << 18) - 1, (1 << 21) - 1, (1 << 33) - 1
 _NO_DEVICE_NUMBERS = frozenset({bytes(16), b"0000000\x00" * 2})  # devmajor + devminor
 
 _ENTRY_TYPES = {
@@ -300,13 +298,15 @@ def _usual_numbers(block: bytes) -> tuple[int, int, int, int, int, int] | None:
     """
     if not _USUAL_NUMBERS.match(block, 100):
         return None
-    number = int(block[100:154].replace(b"\x00", b""), 8)
-    fields = []
-    for bits in _USUAL_NUMBER_BITS:
-        fields.append(number & ((1 << bits) - 1))
-        number >>= bits
-    checksum, mtime, size, gid, uid, mode = fields
-    return mode, uid, gid, size, mtime, checksum
+    number = int(block[100:154].replace(b"\x00", b""), 8)  # 3 bits a digit, checksum lowest
+    return (
+        number >> 126,  # mode: 7 digits
+        number >> 105 & _BITS_21,  # uid: 7 digits
+        number >> 84 & _BITS_21,  # gid: 7 digits
+        number >> 51 & _BITS_33,  # size: 11 digits
+        number >> 18 & _BITS_33,  # mtime: 11 digits
+        number & _BITS_18,  # checksum: 6 digits
+    )
 
 
 def _gnu_prefix(block: bytes, prefix: bytes) -> bytes:

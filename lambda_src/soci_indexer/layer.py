@@ -5,7 +5,8 @@ their own threads, joined by bounded queues: inflate (libz through ctypes,
 which releases the GIL), the tar header reader (fed the inflated output) and
 hashing (hashlib releases the GIL on large buffers), which computes the span
 digests and the digest of the whole blob. On two cores inflating and hashing
-overlap with the Python work of parsing headers.
+overlap with the Python work of parsing headers, and the tar thread also lays
+out each entry's zTOC strings, so that little is left to do at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
-from typing import BinaryIO, Generic, Literal, TypeVar
+from typing import Any, BinaryIO, Generic, Literal, TypeVar
 
 from soci_indexer import DEFAULT_BUILD_TOOL, DEFAULT_SPAN_SIZE
 from soci_indexer.errors import CorruptLayer, UnsupportedLayer
@@ -299,7 +300,7 @@ class _Build:
         self.layer_size = 0
         self.archive_size = 0
         self.failed = threading.Event()
-        self.workers: list[threading.Thread] = []
+        self.workers: list[_Worker[Any]] = []
 
     def run(self, chunks: Iterable[bytes], progress: Callable[[int], None] | None) -> None:
         with _prompt_thread_switches():
@@ -325,9 +326,8 @@ class _Build:
             for worker in self.workers:
                 worker.join()
         for worker in self.workers:
-            error = getattr(worker, "error", None)
-            if error is not None:
-                raise error
+            if worker.error is not None:
+                raise worker.error
 
     def _read_tar(self, data: bytes | memoryview, offset: int) -> None:
         """Feed the tar reader, and lay out the strings of the entries it found meanwhile:

@@ -266,6 +266,7 @@ class _Header:
                 self.size, self.mtime = _numeric(size), _numeric(mtime)
             self.uname = self.gname = b""
             self.devmajor = self.devminor = 0
+            # x.partition(b"\x00")[0] is _c_string, inlined in this hot path
             if magic == b"ustar\x00" and block[_STAR_TRAILER] == b"tar\x00":
                 prefix = block[_STAR_PREFIX].partition(b"\x00")[0]
                 for times in _STAR_TIMES:

@@ -131,7 +131,16 @@ class _Schema(NamedTuple):
 
 
 _ZTOC = _Schema(
-    "Ztoc", 6, ((0, _OFFSET), (1, _OFFSET), (4, _OFFSET), (2, "q"), (3, "q"), (5, _OFFSET))
+    "Ztoc",
+    6,
+    (
+        (0, _OFFSET),  # version
+        (1, _OFFSET),  # build_tool_identifier
+        (4, _OFFSET),  # toc
+        (2, "q"),  # compressed_archive_size
+        (3, "q"),  # uncompressed_archive_size
+        (5, _OFFSET),  # compression_info
+    ),
 )
 _TOC = _Schema("TOC", 1, ((0, _OFFSET),))
 _FILE_METADATA = _Schema(
@@ -235,7 +244,7 @@ class _Builder:
         return self.create_strings((text,))[0]
 
     def create_strings(self, texts: Sequence[bytes]) -> list[int]:
-        """Go's CreateString for each text in turn; returns their offsets."""
+        """Go's CreateString for each text in turn (from a 4-aligned offset); their offsets."""
         return self.write_string_block(string_block(texts))
 
     def write_string_block(self, block: StringBlock) -> list[int]:
@@ -278,10 +287,7 @@ class _Builder:
         key = (schema.name, start % 8, tuple(map(bool, values)))
         plan, written = self._plans.get(key) or self._plan(schema, key)
         object_offset = start + plan.size
-        if object_offset > self._largest_field_offset:  # the usual case, see _find_vtable
-            vtable = written[0]
-        else:
-            vtable = self._find_vtable(plan.layout, object_offset)
+        vtable = self._find_vtable(plan.layout, written, object_offset)
         new_vtable = not vtable
         if new_vtable:
             vtable = object_offset + 2 * (len(plan.layout) + 2)  # written right below the table
@@ -307,21 +313,20 @@ class _Builder:
         entries = (2 * (len(plan.layout) + 2), plan.size, *plan.layout)
         self._write(struct.pack(f"<{len(entries)}H", *entries))
         self._vtables.append((vtable, plan.layout))
-        written = self._vtable_by_layout[plan.layout]
-        written[0] = written[0] or vtable
+        self._vtable_by_layout[plan.layout][0] = vtable  # a layout is only ever written once
         self._largest_field_offset = max(self._largest_field_offset, *plan.layout, 0)
 
-    def _find_vtable(self, layout: tuple[int, ...], object_offset: int) -> int:
+    def _find_vtable(self, layout: tuple[int, ...], written: list[int], object_offset: int) -> int:
         """Go's search: the most recent vtable that ``vtableEqual`` accepts, or 0.
 
         Go compares an absent field (0 here) with a stored entry as if it were
         present at ``object_offset``; that quirk can only matter while the
         object offset is smaller than some stored field offset. Past that
-        point an exact lookup gives the same answer (a layout is stored once,
-        and only when no earlier vtable matched it), so it is all we do.
+        point the exact match gives the same answer (a layout is written once,
+        and only when no earlier vtable matched it): ``written`` holds it.
         """
         if object_offset > self._largest_field_offset:
-            return self._vtable_by_layout.get(layout, [0])[0]
+            return written[0]
         for vtable, stored in reversed(self._vtables):
             if len(stored) == len(layout) and all(
                 mine == theirs or (not mine and theirs == object_offset)

@@ -207,6 +207,12 @@ BAD_LAYERS: dict[str, Callable[[], bytes]] = {
         member("a", b"x"), format=tarfile.PAX_FORMAT, pax_headers={"k": "v"}
     ),
     "bad-checksum": lambda: with_header_field(TAR, 0, 0, b"X", fix_checksum=False),
+    "non-octal-size": lambda: with_header_field(TAR, 0, 124, b"00000000x12\x00"),
+    "oversized-pax": lambda: tar_of(
+        member("a", b"x", pax_headers={"comment": "x" * (1024 * 1024)}), format=tarfile.PAX_FORMAT
+    ),
+    "cut-inside-data": lambda: TAR[: len(TAR) // 2],
+    "empty": lambda: b"",
 }
 
 

@@ -166,6 +166,22 @@ class Descriptor:
         )
 
 
+def _document(doc: ImageManifest | ImageIndex, body: list[tuple[str, GoValue]]) -> Struct:
+    """A manifest's or index's fields in Go's struct order, omitting what Go omits when empty:
+    schemaVersion, mediaType, artifactType, <body>, subject, annotations."""
+    fields: list[tuple[str, GoValue]] = [("schemaVersion", doc.schema_version)]
+    if doc.media_type:
+        fields.append(("mediaType", doc.media_type))
+    if doc.artifact_type:
+        fields.append(("artifactType", doc.artifact_type))
+    fields.extend(body)
+    if doc.subject is not None:
+        fields.append(("subject", doc.subject.to_go()))
+    if doc.annotations:
+        fields.append(("annotations", dict(doc.annotations)))
+    return Struct(tuple(fields))
+
+
 @dataclass(frozen=True, slots=True)
 class ImageManifest:
     media_type: str
@@ -177,18 +193,8 @@ class ImageManifest:
     schema_version: int = 2
 
     def to_go(self) -> Struct:
-        fields: list[tuple[str, GoValue]] = [("schemaVersion", self.schema_version)]
-        if self.media_type:
-            fields.append(("mediaType", self.media_type))
-        if self.artifact_type:
-            fields.append(("artifactType", self.artifact_type))
-        fields.append(("config", self.config.to_go()))
-        fields.append(("layers", [layer.to_go() for layer in self.layers]))
-        if self.subject is not None:
-            fields.append(("subject", self.subject.to_go()))
-        if self.annotations:
-            fields.append(("annotations", dict(self.annotations)))
-        return Struct(tuple(fields))
+        layers: list[GoValue] = [layer.to_go() for layer in self.layers]
+        return _document(self, [("config", self.config.to_go()), ("layers", layers)])
 
     def serialize(self) -> bytes:
         return dumps(self.to_go())
@@ -216,17 +222,7 @@ class ImageIndex:
     schema_version: int = 2
 
     def to_go(self) -> Struct:
-        fields: list[tuple[str, GoValue]] = [("schemaVersion", self.schema_version)]
-        if self.media_type:
-            fields.append(("mediaType", self.media_type))
-        if self.artifact_type:
-            fields.append(("artifactType", self.artifact_type))
-        fields.append(("manifests", [desc.to_go() for desc in self.manifests]))
-        if self.subject is not None:
-            fields.append(("subject", self.subject.to_go()))
-        if self.annotations:
-            fields.append(("annotations", dict(self.annotations)))
-        return Struct(tuple(fields))
+        return _document(self, [("manifests", [d.to_go() for d in self.manifests])])
 
     def serialize(self) -> bytes:
         return dumps(self.to_go())

@@ -13,10 +13,11 @@ import argparse
 import gzip
 import multiprocessing
 import random
-import resource
+import re
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 FILE_SIZE = 4 * 1024 * 1024
 GIB = 1024**3
@@ -58,6 +59,13 @@ def layer_chunks(total_bytes: int) -> Iterator[bytes]:
     yield gzip.compress(bytes(1024), mtime=0)
 
 
+def _peak_rss_kib() -> int:
+    """This process's peak resident set (VmHWM). Not ru_maxrss: Linux carries that across
+    exec, so a child spawned by a big parent would report the parent's peak."""
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1))
+
+
 Measurement = tuple[float, int, int, int, int]  # seconds, peak KiB, zTOC, blob, tar bytes
 
 
@@ -67,7 +75,7 @@ def _child(total_bytes: int, queue: multiprocessing.Queue[Measurement]) -> None:
     started = time.perf_counter()
     build = build_ztoc(layer_chunks(total_bytes), compression="gzip")
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = _peak_rss_kib()
     queue.put(
         (seconds, peak_kib, len(build.data), build.layer_size, build.ztoc.uncompressed_archive_size)
     )

@@ -435,12 +435,16 @@ class _GzipBuild(_Build):
 
     def compression_info(self) -> CompressionInfo:
         checkpoints = self.inflater.checkpoints
-        return CompressionInfo(
+        info = CompressionInfo(
             algorithm=Compression.GZIP,
             max_span_id=len(checkpoints) - 1,
             span_digests=tuple(self.hashes.digests),
             checkpoints=serialize_gzip_zinfo(self.span_size, checkpoints),
         )
+        # The windows (32 KiB a span) now live in the blob; holding them twice more
+        # through serialisation is what made peak memory grow with the layer.
+        checkpoints.clear()
+        return info
 
 
 class _TarBuild(_Build):

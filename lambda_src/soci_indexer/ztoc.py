@@ -217,16 +217,26 @@ class _Builder:
         return self._offset
 
     def _write(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
         self._offset += len(chunk)
+        if len(chunk) >= _LARGE_CHUNK:
+            # Kept as its own run, never joined with its neighbours: the checkpoint blob
+            # (32 KiB a span) is then copied once, into the output, and no more.
+            self._flush_chunks()
+            self._done.append(chunk)
+            return
+        self._chunks.append(chunk)
         self._bound_chunks()
+
+    def _flush_chunks(self) -> None:
+        if self._chunks:
+            self._chunks.reverse()
+            self._done.append(b"".join(self._chunks))
+            self._chunks.clear()
 
     def _bound_chunks(self) -> None:
         """Join long runs of chunks: a list of small bytes objects costs more than their bytes."""
         if len(self._chunks) >= _CHUNKS_PER_RUN:
-            self._chunks.reverse()
-            self._done.append(b"".join(self._chunks))
-            self._chunks.clear()
+            self._flush_chunks()
 
     def _prep(self, size: int, additional: int) -> None:
         """Pad so that after writing ``additional`` bytes the next ``size`` bytes are aligned."""
@@ -260,7 +270,8 @@ class _Builder:
 
     def create_byte_vector(self, data: bytes) -> int:
         self._prep(4, len(data))
-        self._write(_U32.pack(len(data)) + data)
+        self._write(data)  # the buffer grows downward: the data, then its length before it
+        self._write(_U32.pack(len(data)))
         return self._offset
 
     def create_offset_vector(self, targets: Sequence[int]) -> int:
@@ -338,11 +349,12 @@ class _Builder:
     def finish(self, root: int) -> bytes:
         self._prep(self._minalign, 4)
         self._prepend_offset(root)
-        self._chunks.reverse()
-        return b"".join([b"".join(self._chunks), *reversed(self._done)])
+        self._flush_chunks()
+        return b"".join(reversed(self._done))
 
 
 _CHUNKS_PER_RUN = 4096
+_LARGE_CHUNK = 64 * 1024
 _EMPTY_VECTOR = _U32.pack(0)
 _NUL_AND_PADDING = [bytes(1 + padding) for padding in range(4)]
 

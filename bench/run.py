@@ -1,4 +1,10 @@
-"""`make bench`: every benchmark, printed as ratios against baselines measured in the same run."""
+"""`make bench`: every benchmark, printed as ratios against baselines measured in the same run.
+
+Each benchmark prints its own targets and whether they were met; this runs
+them all and ends with one line naming the benchmarks that missed one. A
+missed target is a finding to read, not a crash: the exit status is non-zero
+only when a benchmark could not run.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ import scale_bench
 
 
 def main() -> int:
-    status = engine_bench.main()
-    status |= pipeline_bench.main()
-    status |= scale_bench.main([])
-    return status
+    benchmarks = (("engine", engine_bench.main), ("pipeline", pipeline_bench.main),
+                  ("scale", scale_bench.main))  # fmt: skip
+    missed = [name for name, run in benchmarks if run([]) != 0]
+    print(f"\nbenchmarks with a target missed: {', '.join(missed) if missed else 'none'}")
+    return 0
 
 
 if __name__ == "__main__":

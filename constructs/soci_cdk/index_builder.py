@@ -39,9 +39,9 @@ from soci_cdk.repository import SociRepository
 HANDLER = "soci_indexer.handler.handler"
 # The newest Python the Lambda service, aws-cdk-lib and cfn-lint all know.
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-# Lambda gives one vCPU per 1769 MiB; the engine inflates and parses tar on two
-# threads, so two full vCPUs. One constant, to be re-tuned from measured
-# throughput per GB-second.
+# Lambda gives one vCPU per 1769 MiB. Two vCPUs index 1.7x faster than one for
+# about 14% more per byte (bench/sizing_bench.py; README, "Lambda memory and the
+# largest image"): the speed sets the largest image one invocation can take.
 MEMORY_SIZE_MIB = 3538
 DEFAULT_TIMEOUT_MINUTES = 15
 MAX_TIMEOUT_SECONDS = 900

@@ -302,6 +302,16 @@ class _Build:
         self.failed = threading.Event()
         self.workers: list[_Worker[Any]] = []
 
+    def _hash_worker(self) -> _Worker[tuple[bytes, list[tuple[int, int]]]]:
+        """The thread hashing compressed bytes: the whole layer and each span."""
+        return _Worker[tuple[bytes, list[tuple[int, int]]]](
+            "soci-hash",
+            lambda item: self.hashes.update(*item),
+            self.failed,
+            capacity=HASH_QUEUE,
+            finish=self.hashes.finish,
+        )
+
     def run(self, chunks: Iterable[bytes], progress: Callable[[int], None] | None) -> None:
         with _prompt_thread_switches():
             self._run(chunks, progress)
@@ -369,13 +379,7 @@ class _GzipBuild(_Build):
             finish=self._finish_tar,
             discard=lambda item: self.inflater.release_output(),
         )
-        self.hash_worker = _Worker[tuple[bytes, list[tuple[int, int]]]](
-            "soci-hash",
-            lambda item: self.hashes.update(*item),
-            self.failed,
-            capacity=HASH_QUEUE,
-            finish=self.hashes.finish,
-        )
+        self.hash_worker = self._hash_worker()
         self.workers = [self.inflate_worker, self.tar_worker, self.hash_worker]
 
     def _accept(self, chunk: bytes) -> None:
@@ -459,13 +463,7 @@ class _TarBuild(_Build):
             capacity=READ_AHEAD,
             finish=self._finish_tar,
         )
-        self.hash_worker = _Worker[tuple[bytes, list[tuple[int, int]]]](
-            "soci-hash",
-            lambda item: self.hashes.update(*item),
-            self.failed,
-            capacity=HASH_QUEUE,
-            finish=self.hashes.finish,
-        )
+        self.hash_worker = self._hash_worker()
         self.workers = [self.tar_worker, self.hash_worker]
 
     def _accept(self, chunk: bytes) -> None:

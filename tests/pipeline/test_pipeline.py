@@ -98,6 +98,30 @@ def push(
     return push_image(registry.client(), repository, "v1", images, **kwargs)
 
 
+def push_artifact(
+    client: RegistryClient, repository: str, tag: str | None, config_media_type: str
+) -> tuple[bytes, str]:
+    """Push a layerless OCI manifest whose config is not an image's (a signature, an SBOM),
+    under ``tag`` or only by its digest; return its bytes and digest."""
+    config = json.dumps({"artifact": config_media_type}).encode()
+    client.push_blob(repository, config)
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": config_media_type,
+                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    client.put_manifest(repository, tag or digest, body, OCI_MANIFEST)
+    return body, digest
+
+
 def amd64(*layers: Blob) -> PlatformImage:
     return PlatformImage("linux", "amd64", layers)
 
@@ -415,21 +439,7 @@ def test_a_soci_enabled_manifest_is_our_own_output(
 
 def test_an_artifact_that_is_not_an_image_is_skipped(registry: LocalRegistry) -> None:
     client = registry.client()
-    config = b'{"signature":true}'
-    client.push_blob("pipeline/artifact", config)
-    body = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.example.signature+json",
-                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
-                "size": len(config),
-            },
-            "layers": [],
-        }
-    ).encode()
-    client.put_manifest("pipeline/artifact", "sig", body, OCI_MANIFEST)
+    push_artifact(client, "pipeline/artifact", "sig", "application/vnd.example.signature+json")
     result = index_image(client, "pipeline/artifact", "sig", OPTIONS)
     assert result.status is ImageStatus.NOT_AN_IMAGE
 
@@ -491,22 +501,9 @@ def test_an_artifact_listed_beside_the_images_is_kept_and_not_indexed(
 ) -> None:
     client = registry.client()
     pushed = push(registry, "pipeline/with-artifact", amd64(BIG_A), arm64(BIG_B))
-    config = b'{"predicateType":"example"}'
-    client.push_blob("pipeline/with-artifact", config)
-    artifact = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.example.sbom+json",
-                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
-                "size": len(config),
-            },
-            "layers": [],
-        }
-    ).encode()
-    artifact_digest = "sha256:" + hashlib.sha256(artifact).hexdigest()
-    client.put_manifest("pipeline/with-artifact", artifact_digest, artifact, OCI_MANIFEST)
+    artifact, artifact_digest = push_artifact(
+        client, "pipeline/with-artifact", None, "application/vnd.example.sbom+json"
+    )
     index = json.loads(client.get_manifest("pipeline/with-artifact", "v1").data)
     index["manifests"].append(
         {"mediaType": OCI_MANIFEST, "digest": artifact_digest, "size": len(artifact)}

@@ -276,15 +276,34 @@ class RegistryClient:
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> bool:
         """Store a manifest under a tag or its digest. Returns True when the registry
-        says it processed the manifest's ``subject`` (``OCI-Subject`` header)."""
-        reply = self._call(
-            "PUT",
-            f"/v2/{repository}/manifests/{reference}",
-            scope=_scope(repository, push=True),
-            headers={"Content-Type": media_type},
-            body=data,
-            ok=(201,),
-        )
+        says it processed the manifest's ``subject`` (``OCI-Subject`` header).
+
+        A ``MANIFEST_BLOB_UNKNOWN`` answer is retried: every caller pushes the
+        blobs first, so the registry has not yet seen a blob it has stored. That
+        happens when another writer is pushing the same blob at that moment
+        (docker-registry rewrites the blob's link file in place) and on
+        registries whose blob writes are not read-after-write consistent.
+        """
+        path = f"/v2/{repository}/manifests/{reference}"
+        attempt = 0
+        while True:
+            reply = self._call(
+                "PUT",
+                path,
+                scope=_scope(repository, push=True),
+                headers={"Content-Type": media_type},
+                body=data,
+                ok=(201, 400),
+            )
+            if reply.status == 201:
+                break
+            attempt += 1
+            codes = _error_codes(reply.body)
+            if "MANIFEST_BLOB_UNKNOWN" not in codes or attempt >= self.retry.attempts:
+                raise _status_error("PUT manifest", 400, reply.body, self._absolute(path))
+            wait = self.retry.backoff(attempt - 1)
+            log.info("PUT %s: registry does not see a blob yet; retrying in %.2fs", path, wait)
+            self.retry.sleep(wait)
         stored = reply.headers.get("docker-content-digest")
         if stored and stored != sha256_digest(data):
             raise RegistryError(
@@ -787,14 +806,23 @@ def _resource(path: str) -> str:
     return "request"
 
 
-def _status_error(what: str, status: int, body: bytes, url: str) -> RegistryError:
-    """A RegistryError with the registry's own error message, when it sent one."""
-    detail = ""
+def _registry_errors(body: bytes) -> list[dict[str, Any]]:
+    """The ``errors`` array of an OCI error body; empty when the body is not one."""
     try:
         errors = json.loads(body).get("errors") or []
-        detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors[:3])
     except (ValueError, AttributeError, TypeError):
-        pass
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _error_codes(body: bytes) -> set[str]:
+    return {str(e.get("code", "")) for e in _registry_errors(body)}
+
+
+def _status_error(what: str, status: int, body: bytes, url: str) -> RegistryError:
+    """A RegistryError with the registry's own error message, when it sent one."""
+    errors = _registry_errors(body)
+    detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors[:3])
     cls = AuthError if status in (401, 403) else RegistryError
     message = f"{what} failed" + (f": {detail}" if detail else "")
     return cls(message, status=status, url=_clean(url))

@@ -158,6 +158,54 @@ def test_a_manifest_reads_back_with_its_media_type_and_digest(
     assert client.head_manifest("client/manifests", "v1") == fetched.digest
 
 
+def test_a_manifest_whose_blob_the_registry_does_not_see_yet_is_put_again(
+    registry: LocalRegistry,
+) -> None:
+    """docker-registry answers MANIFEST_BLOB_UNKNOWN while another writer rewrites the
+    blob's link; the PUT is repeated rather than failing the whole image."""
+    client = registry.client()
+    config = b'{"race": true}'
+    client.push_blob("client/blob-race", config)
+    body = manifest_json("sha256:" + hashlib.sha256(config).hexdigest(), len(config), OCI_MANIFEST)
+    unknown = json.dumps(
+        {"errors": [{"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob unknown to registry"}]}
+    ).encode()
+    refusals = [Answer(400, {"Content-Type": "application/json"}, unknown)] * 2
+
+    def not_yet(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        if method == "PUT" and "/manifests/" in path and refusals:
+            return refusals.pop()
+        return None
+
+    sleeps = Sleeps()
+    with proxy(registry.host, not_yet) as front:
+        fast_client(front.host, sleeps).put_manifest("client/blob-race", "v1", body, OCI_MANIFEST)
+        puts = [e.status for e in front.exchanges if e.method == "PUT"]
+    assert puts == [400, 400, 201]
+    assert len(sleeps.waits) == 2
+    assert client.get_manifest("client/blob-race", "v1").data == body
+
+
+def test_a_manifest_whose_blob_is_missing_fails_after_the_retries(registry: LocalRegistry) -> None:
+    never_pushed = "sha256:" + hashlib.sha256(b"never pushed").hexdigest()
+    body = manifest_json(never_pushed, 12, OCI_MANIFEST)
+    sleeps = Sleeps()
+    with pytest.raises(RegistryError, match="MANIFEST_BLOB_UNKNOWN") as caught:
+        fast_client(registry.host, sleeps).put_manifest("client/missing", "v1", body, OCI_MANIFEST)
+    assert caught.value.status == 400
+    assert len(sleeps.waits) == 3  # four attempts
+    assert registry.client().head_manifest("client/missing", "v1") is None
+
+
+def test_a_manifest_the_registry_calls_invalid_is_not_retried(registry: LocalRegistry) -> None:
+    sleeps = Sleeps()
+    with pytest.raises(RegistryError, match="MANIFEST_INVALID"):
+        fast_client(registry.host, sleeps).put_manifest(
+            "client/invalid", "v1", b'{"schemaVersion": 2, "layers": 7}', OCI_MANIFEST
+        )
+    assert sleeps.waits == []
+
+
 def test_a_missing_tag_resolves_to_none(registry: LocalRegistry) -> None:
     assert registry.client().head_manifest("client/manifests", "no-such-tag") is None
 

@@ -4,10 +4,11 @@ Knows the registry only through ``registry.RegistryClient``; knows nothing of AW
 
 The order of work is what makes a run safe to repeat and to interrupt:
 resolve and classify the push (SOCI output and non-images are skipped before
-any byte is read), return early when ``<tag><suffix>`` already holds exactly
-what this run would write, stream every qualifying layer through the engine
-(a bounded pool, nothing on disk), then push zTOCs, SOCI indexes, SOCI-enabled
-manifests and, last of all, the output tag, so it never names a partial result.
+any byte is read), return early when ``<tag><suffix>`` (v1: the image's
+referrers) already holds exactly what this run would write, stream every
+qualifying layer through the engine (a bounded pool, nothing on disk), then
+push zTOCs, SOCI indexes, SOCI-enabled manifests and, last of all, the output
+tag, so it never names a partial result.
 All JSON is Go-canonical and deterministic, so a repeat run computes the same
 digests and every object it would push is already there.
 """
@@ -24,7 +25,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from soci_indexer import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, oci
-from soci_indexer.errors import CorruptLayer, InvalidReference, LayerError, SociError
+from soci_indexer.errors import (
+    CorruptLayer,
+    InvalidReference,
+    LayerError,
+    RegistryError,
+    SociError,
+)
 from soci_indexer.layer import CompressionChoice, build_ztoc
 from soci_indexer.oci import Descriptor, ImageIndex, ImageManifest, IndexedPlatform, Platform
 from soci_indexer.reference import is_valid_tag
@@ -255,12 +262,14 @@ class _Run:
             raise _Skip(ImageStatus.NO_QUALIFYING_LAYERS, _no_layer_reason(platforms))
         if self.options.index_version == "v2":
             existing = self._existing_output(index, platforms)
-            if existing is not None:
-                reference, soci_indexes = existing
-                log.info("image %s is already indexed as %s", self._image_name(), reference)
-                return self._result(
-                    ImageStatus.ALREADY_INDEXED, reference, (), soci_indexes=soci_indexes
-                )
+        else:
+            existing = self._existing_v1(platforms)
+        if existing is not None:
+            reference, soci_indexes = existing
+            log.info("image %s is already indexed as %s", self._image_name(), reference)
+            return self._result(
+                ImageStatus.ALREADY_INDEXED, reference, (), soci_indexes=soci_indexes
+            )
         self._build_ztocs(platforms)
         indexed = [image for image in platforms if self._ztocs(image)]
         if not indexed:
@@ -409,26 +418,36 @@ class _Run:
             if not handled and self.client.referrers(self.repository, subject.digest) is None:
                 self._add_referrer(subject.digest, oci.referrer_descriptor(soci, digest, len(data)))
             soci_digests.append(digest)
-        reference = f"{self.client.host}/{self.repository}"
-        reference += f":{self.tag}@{self.digest}" if self.tag else f"@{self.digest}"
         return self._result(
-            ImageStatus.INDEXED, reference, platforms, soci_indexes=tuple(soci_digests)
+            ImageStatus.INDEXED,
+            self._source_reference(),
+            platforms,
+            soci_indexes=tuple(soci_digests),
         )
+
+    def _source_reference(self) -> str:
+        """v1 output is found through the image itself: ``REGISTRY/REPO[:TAG]@DIGEST``."""
+        reference = f"{self.client.host}/{self.repository}"
+        return reference + (f":{self.tag}@{self.digest}" if self.tag else f"@{self.digest}")
 
     def _add_referrer(self, subject: str, referrer: Descriptor) -> None:
         """The referrers tag schema, for registries without the referrers API (a registry
         that has it lists the SOCI index by its subject on its own)."""
-        tag = oci.referrers_tag(subject)
-        listed: tuple[Descriptor, ...] = ()
-        if self.client.head_manifest(self.repository, tag) is not None:
-            fetched = self.client.get_manifest(self.repository, tag)
-            current = self._parse(fetched.data, fetched.media_type)
-            if isinstance(current, ImageIndex):
-                listed = current.manifests
+        listed = self._fallback_referrers(subject)
         if any(desc.digest == referrer.digest for desc in listed):
             return
         updated = ImageIndex(oci.OCI_INDEX, (*listed, referrer))
+        tag = oci.referrers_tag(subject)
         self.client.put_manifest(self.repository, tag, updated.serialize(), oci.OCI_INDEX)
+
+    def _fallback_referrers(self, subject: str) -> tuple[Descriptor, ...]:
+        """What the ``sha256-<hex>`` referrers tag lists for ``subject`` (nothing if absent)."""
+        tag = oci.referrers_tag(subject)
+        if self.client.head_manifest(self.repository, tag) is None:
+            return ()
+        fetched = self.client.get_manifest(self.repository, tag)
+        current = self._parse(fetched.data, fetched.media_type)
+        return current.manifests if isinstance(current, ImageIndex) else ()
 
     def _put_by_digest(self, data: bytes) -> Descriptor:
         """Push a manifest under its own digest unless the repository has it already."""
@@ -487,8 +506,41 @@ class _Run:
                 return IndexedPlatform(image.descriptor.digest, desc, plain)
         return None
 
+    def _existing_v1(
+        self, platforms: Sequence[_PlatformImage]
+    ) -> tuple[str, tuple[str, ...]] | None:
+        """(reference, SOCI index digests) when every platform with layers to index is
+        already the subject of a v1 SOCI index covering exactly those layers with this
+        run's span size and build tool; judged, like v2, without reading a layer."""
+        found = []
+        for image in platforms:
+            if not image.candidates:
+                continue
+            listed = self._v1_soci_referrers(image.descriptor.digest)
+            covering = next((d for d in listed if self._soci_index_covers(d, image)), None)
+            if covering is None:
+                return None
+            found.append(covering)
+        return self._source_reference(), tuple(found)
+
+    def _v1_soci_referrers(self, subject: str) -> list[str]:
+        """Digests of the v1 SOCI indexes that name ``subject``, from the referrers API
+        or, where the registry lacks it, the fallback tag."""
+        listed = self.client.referrers(self.repository, subject)
+        pairs: list[tuple[object, object]]
+        if listed is None:
+            pairs = [(d.artifact_type, d.digest) for d in self._fallback_referrers(subject)]
+        else:
+            pairs = [(d.get("artifactType"), d.get("digest")) for d in listed]
+        return [str(digest) for kind, digest in pairs if kind == oci.SOCI_INDEX_V1 and digest]
+
     def _soci_index_covers(self, soci_digest: str, image: _PlatformImage) -> bool:
-        fetched = self.client.get_manifest(self.repository, soci_digest)
+        try:
+            fetched = self.client.get_manifest(self.repository, soci_digest)
+        except RegistryError as exc:
+            if exc.status == 404:  # listed, since deleted: a stale referrers entry
+                return False
+            raise
         soci = self._parse(fetched.data, fetched.media_type)
         if not isinstance(soci, ImageManifest) or not soci.is_soci_index:
             return False

@@ -65,6 +65,22 @@ class Recorder:
     def writes(self) -> list[tuple[str, str]]:
         return [(m, url.split("/v2/", 1)[1]) for m, url, _ in self.calls if m in WRITES]
 
+    def reads_of(self, blob: Blob) -> int:
+        return sum(1 for m, url, _ in self.calls if m == "GET" and url.endswith(blob.digest))
+
+
+def proxied_client(
+    host: str, registry: LocalRegistry, observer: Recorder | None = None
+) -> RegistryClient:
+    """A client of ``host`` (a proxy in front of ``registry``) with the registry's retries."""
+    return RegistryClient(
+        host,
+        plain_http=True,
+        credentials=StaticCredentials(None),
+        retry=registry.client().retry,
+        observer=observer,
+    )
+
 
 def manifest(client: RegistryClient, repository: str, reference: str) -> dict[str, object]:
     fetched = client.get_manifest(repository, reference)
@@ -266,12 +282,7 @@ def test_a_push_failing_midway_leaves_no_output_tag(registry: LocalRegistry) -> 
         return Answer(503) if method == "PUT" and "/manifests/" in path else None
 
     with proxy(registry.host, refuse_manifest_writes) as front:
-        client = RegistryClient(
-            front.host,
-            plain_http=True,
-            credentials=StaticCredentials(None),
-            retry=registry.client().retry,
-        )
+        client = proxied_client(front.host, registry)
         with pytest.raises(RegistryError):
             index_image(client, "pipeline/broken", "v1", OPTIONS)
     assert registry.client().head_manifest("pipeline/broken", "v1-soci") is None
@@ -467,15 +478,96 @@ def test_v1_pushes_a_soci_index_with_a_subject_and_a_referrers_fallback_tag(
     assert client.head_manifest("pipeline/v1", "v1-soci") is None
 
 
-def test_v1_run_twice_writes_nothing_the_second_time(registry: LocalRegistry) -> None:
+V1 = replace(OPTIONS, index_version="v1")
+
+
+def test_v1_run_twice_reads_and_writes_nothing_the_second_time(registry: LocalRegistry) -> None:
     pushed = push(registry, "pipeline/v1-twice", amd64(BIG_B))
-    v1 = replace(OPTIONS, index_version="v1")
-    index_image(registry.client(), "pipeline/v1-twice", "v1", v1)
+    first = index_image(registry.client(), "pipeline/v1-twice", "v1", V1)
     recorder = Recorder()
-    index_image(registry.client(observer=recorder), "pipeline/v1-twice", "v1", v1)
-    assert recorder.writes() == []
+    again = index_image(registry.client(observer=recorder), "pipeline/v1-twice", "v1", V1)
+    assert again.status is ImageStatus.ALREADY_INDEXED
+    assert (again.output_reference, again.soci_indexes) == (
+        first.output_reference,
+        first.soci_indexes,
+    )
+    assert (recorder.writes(), recorder.reads_of(BIG_B)) == ([], 0)
     referrers = manifest(registry.client(), "pipeline/v1-twice", pushed.digest.replace(":", "-"))
     assert len(referrers["manifests"]) == 1  # type: ignore[arg-type]
+
+
+def test_v1_with_another_span_size_indexes_again_beside_the_first(
+    registry: LocalRegistry,
+) -> None:
+    pushed = push(registry, "pipeline/v1-spans", amd64(BIG_A))
+    first = index_image(registry.client(), "pipeline/v1-spans", "v1", V1)
+    recorder = Recorder()
+    other = index_image(
+        registry.client(observer=recorder),
+        "pipeline/v1-spans",
+        "v1",
+        replace(V1, span_size=256 * 1024),
+    )
+    assert other.status is ImageStatus.INDEXED
+    assert recorder.reads_of(BIG_A) > 0
+    referrers = manifest(registry.client(), "pipeline/v1-spans", pushed.digest.replace(":", "-"))
+    listed = {d["digest"] for d in referrers["manifests"]}  # type: ignore[attr-defined]
+    assert listed == {*first.soci_indexes, *other.soci_indexes}
+
+
+def test_v1_a_deleted_soci_index_still_listed_by_the_fallback_tag_is_built_again(
+    registry: LocalRegistry,
+) -> None:
+    pushed = push(registry, "pipeline/v1-stale", amd64(BIG_B))
+    first = index_image(registry.client(), "pipeline/v1-stale", "v1", V1)
+    (deleted,) = first.soci_indexes
+    registry.delete_manifest("pipeline/v1-stale", deleted)
+
+    recorder = Recorder()
+    result = index_image(registry.client(observer=recorder), "pipeline/v1-stale", "v1", V1)
+    assert result.status is ImageStatus.INDEXED
+    assert result.soci_indexes == first.soci_indexes
+    assert recorder.reads_of(BIG_B) > 0
+    assert registry.client().head_manifest("pipeline/v1-stale", deleted) == deleted
+    fallback = manifest(registry.client(), "pipeline/v1-stale", pushed.digest.replace(":", "-"))
+    assert [d["digest"] for d in fallback["manifests"]] == [deleted]  # type: ignore[attr-defined]
+
+
+def test_v1_an_index_listed_by_the_referrers_api_counts_as_indexed(
+    registry: LocalRegistry,
+) -> None:
+    """docker-registry has no referrers API; a proxy answers it the way registries that
+    have it do, from what the first run pushed."""
+    pushed = push(registry, "pipeline/v1-api", amd64(BIG_A))
+    first = index_image(registry.client(), "pipeline/v1-api", "v1", V1)
+    fallback = registry.client().get_manifest("pipeline/v1-api", pushed.digest.replace(":", "-"))
+    answers = {"listed": fallback.data, "empty": b'{"schemaVersion":2,"manifests":[]}'}
+    answer = ["listed"]
+
+    def referrers_api(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        if "/referrers/" in path:
+            return Answer(200, {"Content-Type": OCI_INDEX}, answers[answer[0]])
+        if path.endswith("/manifests/" + pushed.digest.replace(":", "-")):
+            return Answer(404)  # a registry with the API has no need of the fallback tag
+        return None
+
+    with proxy(registry.host, referrers_api) as front:
+        recorder = Recorder()
+        again = index_image(
+            proxied_client(front.host, registry, recorder), "pipeline/v1-api", "v1", V1
+        )
+        assert again.status is ImageStatus.ALREADY_INDEXED
+        assert again.soci_indexes == first.soci_indexes
+        assert recorder.reads_of(BIG_A) == 0
+
+        answer[0] = "empty"
+        recorder = Recorder()
+        rebuilt = index_image(
+            proxied_client(front.host, registry, recorder), "pipeline/v1-api", "v1", V1
+        )
+        assert rebuilt.status is ImageStatus.INDEXED
+        assert rebuilt.soci_indexes == first.soci_indexes
+        assert recorder.reads_of(BIG_A) > 0
 
 
 # ---- progress -------------------------------------------------------------------------------

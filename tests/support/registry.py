@@ -58,6 +58,18 @@ class LocalRegistry:
             observer=observer,
         )
 
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        """Delete a manifest the way an operator (or a lifecycle rule) would; the
+        indexer itself never deletes anything, so its client has no such call."""
+        conn = http.client.HTTPConnection(self.host, timeout=10)
+        try:
+            conn.request("DELETE", f"/v2/{repository}/manifests/{digest}")
+            status = conn.getresponse().status
+        finally:
+            conn.close()
+        if status != 202:
+            raise RuntimeError(f"DELETE {repository}@{digest} answered {status}")
+
 
 def installed() -> bool:
     return shutil.which(REGISTRY_BINARY) is not None

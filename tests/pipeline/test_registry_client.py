@@ -177,11 +177,11 @@ def test_a_manifest_whose_blob_the_registry_does_not_see_yet_is_put_again(
             return refusals.pop()
         return None
 
-    sleeps = Sleeps()
+    sleeps, recorder = Sleeps(), Recorder()
     with proxy(registry.host, not_yet) as front:
-        fast_client(front.host, sleeps).put_manifest("client/blob-race", "v1", body, OCI_MANIFEST)
-        puts = [e.status for e in front.exchanges if e.method == "PUT"]
-    assert puts == [400, 400, 201]
+        client_via_proxy = fast_client(front.host, sleeps, recorder)
+        client_via_proxy.put_manifest("client/blob-race", "v1", body, OCI_MANIFEST)
+    assert [status for method, _, status in recorder.calls if method == "PUT"] == [400, 400, 201]
     assert len(sleeps.waits) == 2
     assert client.get_manifest("client/blob-race", "v1").data == body
 

@@ -70,7 +70,10 @@ class Exchange:
 class Proxy:
     host: str
     requests: list[tuple[str, str]]  # (method, path), in order of arrival
-    exchanges: list[Exchange]  # in order of completion, with the status the client saw
+    # In order of completion, with the status the client saw. The proxy records an
+    # exchange after the client already has its answer, so the last one may not be
+    # here yet when the client returns: for exact sequences, use a client observer.
+    exchanges: list[Exchange]
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -96,10 +96,15 @@ SCENARIOS = [
 
 
 def _image(seed: int) -> list[PlatformImage]:
-    return [
-        PlatformImage("linux", "amd64", (gzip_tar_layer(2.5, seed), tar_layer(1, seed + 1))),
+    """Three layers, each longer than MID_BLOB: which layer's GET a body fault lands on
+    depends on thread timing, and a fault on a body shorter than that never breaks it."""
+    image = [
+        PlatformImage("linux", "amd64", (gzip_tar_layer(2.5, seed), tar_layer(2, seed + 1))),
         PlatformImage("linux", "arm64", (gzip_tar_layer(2.5, seed + 2),)),
     ]
+    shortest = min(len(layer.data) for platform in image for layer in platform.layers)
+    assert shortest > MID_BLOB + 64 * 1024, f"a {shortest}-byte layer cannot break at {MID_BLOB}"
+    return image
 
 
 def _state(client: RegistryClient, repository: str, tags: list[str]) -> dict[str, str | None]:

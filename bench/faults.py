@@ -1,6 +1,7 @@
 """`make faults`: every fault scenario, several runs each, against a real registry.
 
-Prints: fault, runs, completed, failed cleanly, corrupted (which must be 0).
+Prints: fault, runs, runs the fault really hit, completed, failed cleanly,
+corrupted (which must be 0).
 The scenarios and the judge live in tests/reliability/faults.py, shared with
 the test suite.
 """
@@ -23,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="runs per fault class (default 3)")
     args = parser.parse_args(argv)
-    header = f"{'fault':<28} {'runs':>5} {'completed':>10} {'failed cleanly':>15} {'corrupted':>10}"
+    header = (
+        f"{'fault':<28} {'runs':>5} {'fault hit':>10} {'completed':>10} "
+        f"{'failed cleanly':>15} {'corrupted':>10}"
+    )
     print(header)
     print("-" * len(header))
     corrupted = 0
@@ -31,14 +35,16 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in SCENARIOS:
             counts: Counter[Outcome] = Counter()
             details = []
+            hit = 0
             for run_number in range(args.runs):
                 run = run_scenario(registry, scenario, seed=run_number + 1)
                 counts[run.outcome] += 1
+                hit += run.fault_hit
                 if run.outcome is Outcome.CORRUPTED:
                     details.append(run.detail)
             corrupted += counts[Outcome.CORRUPTED]
             print(
-                f"{scenario.name:<28} {args.runs:>5} {counts[Outcome.COMPLETED]:>10} "
+                f"{scenario.name:<28} {args.runs:>5} {hit:>10} {counts[Outcome.COMPLETED]:>10} "
                 f"{counts[Outcome.FAILED_CLEANLY]:>15} {counts[Outcome.CORRUPTED]:>10}"
             )
             for detail in details:

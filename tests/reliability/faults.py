@@ -46,9 +46,9 @@ class Scenario:
 
     name: str
     faults: Callable[[], list[Fault]]
+    evidence: str  # what the proxy's log must show if the fault hit (a Range resume: " 206")
     token_auth: bool = False
     must_complete: bool = True  # transient faults: the run has to get through
-    evidence: str = ""  # what the exchange log must show (a Range resume: " 206")
 
 
 @dataclass
@@ -58,15 +58,34 @@ class Run:
     detail: str = ""
     faults_fired: int = 0
     exchanges: list[str] = field(default_factory=list)
+    evidence: str = ""
+
+    @property
+    def fault_hit(self) -> bool:
+        """The fault was taken and, where the scenario names its trace, left it in the log
+        (a body fault taken by a response shorter than its break point breaks nothing)."""
+        return self.faults_fired > 0 and any(self.evidence in line for line in self.exchanges)
 
 
 SCENARIOS = [
-    Scenario("5xx burst", lambda: [Fault("server-error", match="any", times=3, status=503)]),
-    Scenario("429 with Retry-After", lambda: [Fault("throttle", match="any", times=2)]),
+    Scenario(
+        "5xx burst",
+        lambda: [Fault("server-error", match="any", times=3, status=503)],
+        evidence=" answered 503",
+    ),
+    Scenario(
+        "429 with Retry-After",
+        lambda: [Fault("throttle", match="any", times=2)],
+        evidence=" answered 429",
+    ),
     # Breaks past the client's first 1 MiB chunk, so the download resumes with a Range request.
-    # No evidence asked of a reset: an RST makes the receiver drop what it had not read yet,
-    # so whether the retry is a Range request depends on how far the client had got.
-    Scenario("reset mid-blob", lambda: [Fault("reset", times=2, after_bytes=MID_BLOB)]),
+    # The evidence of a reset is the break itself: an RST makes the receiver drop what it had
+    # not read yet, so whether the retry is a Range request depends on how far the client got.
+    Scenario(
+        "reset mid-blob",
+        lambda: [Fault("reset", times=2, after_bytes=MID_BLOB)],
+        evidence=" reset after ",
+    ),
     Scenario(
         "stalled blob",
         lambda: [Fault("stall", after_bytes=MID_BLOB, stall_seconds=CLIENT_TIMEOUT + 1)],
@@ -86,11 +105,13 @@ SCENARIOS = [
     Scenario(
         "5xx on upload",
         lambda: [Fault("server-error", match="upload", times=2, status=500)],
+        evidence=" answered 500",
     ),
     Scenario(
         "registry refuses manifests",
         lambda: [Fault("server-error", match="manifest-put", times=10_000, status=500)],
         must_complete=False,
+        evidence=" answered 500",
     ),
 ]
 
@@ -99,8 +120,8 @@ def _image(seed: int) -> list[PlatformImage]:
     """Three layers, each longer than MID_BLOB: which layer's GET a body fault lands on
     depends on thread timing, and a fault on a body shorter than that never breaks it."""
     image = [
-        PlatformImage("linux", "amd64", (gzip_tar_layer(2.5, seed), tar_layer(2, seed + 1))),
-        PlatformImage("linux", "arm64", (gzip_tar_layer(2.5, seed + 2),)),
+        PlatformImage("linux", "amd64", (gzip_tar_layer(3, seed, 0.8), tar_layer(2, seed + 1))),
+        PlatformImage("linux", "arm64", (gzip_tar_layer(3, seed + 2, 0.8),)),
     ]
     shortest = min(len(layer.data) for platform in image for layer in platform.layers)
     assert shortest > MID_BLOB + 64 * 1024, f"a {shortest}-byte layer cannot break at {MID_BLOB}"
@@ -143,7 +164,7 @@ def run_scenario(registry: LocalRegistry, scenario: Scenario, seed: int = 7) -> 
         exchanges = [str(exchange) for exchange in proxy.log]
 
     def judged(outcome: Outcome, detail: str = "") -> Run:
-        return Run(scenario.name, outcome, detail, fired, exchanges)
+        return Run(scenario.name, outcome, detail, fired, exchanges, scenario.evidence)
 
     # The source image and its tags: exactly as they were.
     if _state(direct, repository, tags_before) != source_before:

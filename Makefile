@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+FUZZ_STAMP := $(VENV)/.installed-fuzz
 NPM_STAMP := node_modules/.installed
 
 # aws-cdk-lib runs on jsii, which runs on Node.js. Node 20 (what many machines
@@ -56,8 +57,11 @@ synth: $(STAMP) $(NPM_STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
-fuzz: $(STAMP)
+$(FUZZ_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,fuzz]'
+	touch $@
+
+fuzz: $(FUZZ_STAMP)
 	$(PY) bench/fuzz.py
 
 faults: $(STAMP)

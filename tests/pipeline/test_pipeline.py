@@ -27,7 +27,7 @@ from soci_indexer.pipeline import (
     LayerStatus,
     index_image,
 )
-from soci_indexer.registry import RegistryClient, StaticCredentials
+from soci_indexer.registry import RegistryClient
 from support.images import (
     MIB,
     Blob,
@@ -67,19 +67,6 @@ class Recorder:
 
     def reads_of(self, blob: Blob) -> int:
         return sum(1 for m, url, _ in self.calls if m == "GET" and url.endswith(blob.digest))
-
-
-def proxied_client(
-    host: str, registry: LocalRegistry, observer: Recorder | None = None
-) -> RegistryClient:
-    """A client of ``host`` (a proxy in front of ``registry``) with the registry's retries."""
-    return RegistryClient(
-        host,
-        plain_http=True,
-        credentials=StaticCredentials(None),
-        retry=registry.client().retry,
-        observer=observer,
-    )
 
 
 def manifest(client: RegistryClient, repository: str, reference: str) -> dict[str, object]:
@@ -282,7 +269,7 @@ def test_a_push_failing_midway_leaves_no_output_tag(registry: LocalRegistry) -> 
         return Answer(503) if method == "PUT" and "/manifests/" in path else None
 
     with proxy(registry.host, refuse_manifest_writes) as front:
-        client = proxied_client(front.host, registry)
+        client = registry.client(via=front.host)
         with pytest.raises(RegistryError):
             index_image(client, "pipeline/broken", "v1", OPTIONS)
     assert registry.client().head_manifest("pipeline/broken", "v1-soci") is None
@@ -554,7 +541,7 @@ def test_v1_an_index_listed_by_the_referrers_api_counts_as_indexed(
     with proxy(registry.host, referrers_api) as front:
         recorder = Recorder()
         again = index_image(
-            proxied_client(front.host, registry, recorder), "pipeline/v1-api", "v1", V1
+            registry.client(via=front.host, observer=recorder), "pipeline/v1-api", "v1", V1
         )
         assert again.status is ImageStatus.ALREADY_INDEXED
         assert again.soci_indexes == first.soci_indexes
@@ -563,7 +550,7 @@ def test_v1_an_index_listed_by_the_referrers_api_counts_as_indexed(
         answer[0] = "empty"
         recorder = Recorder()
         rebuilt = index_image(
-            proxied_client(front.host, registry, recorder), "pipeline/v1-api", "v1", V1
+            registry.client(via=front.host, observer=recorder), "pipeline/v1-api", "v1", V1
         )
         assert rebuilt.status is ImageStatus.INDEXED
         assert rebuilt.soci_indexes == first.soci_indexes

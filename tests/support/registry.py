@@ -48,10 +48,12 @@ class LocalRegistry:
         credentials: Credentials | None = None,
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
+        via: str | None = None,
     ) -> RegistryClient:
-        """A plain-HTTP client for this registry (with its login, if it has one)."""
+        """A plain-HTTP client for this registry (with its login, if it has one);
+        ``via`` is the ``host:port`` of a proxy in front of it to talk to instead."""
         return RegistryClient(
-            self.host,
+            via or self.host,
             plain_http=True,
             credentials=StaticCredentials(credentials or self.login),
             retry=retry or RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2),

@@ -43,6 +43,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 unit: $(STAMP) $(NPM_STAMP)
+	scripts/install-system-deps.sh
 	$(VENV)/bin/pytest
 
 test: lint typecheck unit

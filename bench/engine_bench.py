@@ -137,7 +137,7 @@ def ensure_layer(spec: LayerSpec) -> Path:
 
 def _child(path: str, task: str, cores: int) -> dict[str, float]:
     """One measurement in this (fresh) process; printed as JSON for the parent."""
-    from soci_indexer.layer import build_ztoc
+    from soci_indexer.engine.build import build_ztoc
 
     if cores:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])

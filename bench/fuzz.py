@@ -33,11 +33,11 @@ sys.path.insert(0, str(REPO / "tests" / "reliability"))
 if "--worker" in sys.argv:
     # Only the fuzzing processes pay for coverage instrumentation.
     with atheris.instrument_imports(include=["soci_indexer"]):
-        import soci_indexer.extract
-        import soci_indexer.inflate
-        import soci_indexer.layer
-        import soci_indexer.tar
-        import soci_indexer.ztoc  # noqa: F401
+        import soci_indexer.engine.build
+        import soci_indexer.engine.inflate
+        import soci_indexer.engine.readback
+        import soci_indexer.engine.tar
+        import soci_indexer.engine.ztoc  # noqa: F401
 
 import mutations  # noqa: E402
 

@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "lambda_src")]
 
+from soci_indexer.oci.client import RegistryClient  # noqa: E402
 from soci_indexer.pipeline import ImageStatus, IndexOptions, index_image  # noqa: E402
-from soci_indexer.registry import RegistryClient  # noqa: E402
 from support.images import GZIP_OCI, Blob, PlatformImage, push_image  # noqa: E402
 from support.registry import LocalRegistry, installed, running_registry  # noqa: E402
 

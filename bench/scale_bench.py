@@ -71,7 +71,7 @@ Measurement = tuple[float, int, int, int, int]  # seconds, peak KiB, zTOC, blob,
 
 
 def _child(total_bytes: int, queue: multiprocessing.Queue[Measurement]) -> None:
-    from soci_indexer.layer import build_ztoc
+    from soci_indexer.engine.build import build_ztoc
 
     started = time.perf_counter()
     build = build_ztoc(layer_chunks(total_bytes), compression="gzip")

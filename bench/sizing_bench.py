@@ -25,7 +25,7 @@ RUNS = 3
 
 
 def _child(path: str, cores: int, layers: int) -> None:
-    from soci_indexer.layer import build_ztoc
+    from soci_indexer.engine.build import build_ztoc
 
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
 

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "lambda_src")]
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # the handler's JSON logs: problems only
 
-from soci_indexer import handler, verify  # noqa: E402
+from soci_indexer import verify  # noqa: E402
+from soci_indexer.aws import handler  # noqa: E402
 from support.images import MIB, PlatformImage, PushedImage, gzip_tar_layer, push_image  # noqa: E402
 from support.registry import LocalRegistry, RegistryUnavailable, running_registry  # noqa: E402
 

@@ -30,21 +30,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-ECR_SOURCE = "aws.ecr"
-IMAGE_ACTION = "ECR Image Action"
-
-INDEX_MEDIA_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
-MANIFEST_MEDIA_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-IMAGE_CONFIG_MEDIA_TYPES = (
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-)
+from soci_indexer import settings
 
 # ECR repository names are lowercase; tags are case-sensitive. "*" is our wildcard.
 REPOSITORY_FILTER = re.compile(r"[a-z0-9._/*-]{1,256}")
@@ -99,10 +85,10 @@ def push_detail(*, tag_filters: Sequence[str], tag_suffix: str) -> dict[str, Any
         "action-type": ["PUSH"],
         "result": ["SUCCESS"],
         "$or": [
-            {"manifest-media-type": list(INDEX_MEDIA_TYPES), "image-tag": index_tags},
+            {"manifest-media-type": list(settings.INDEX_TYPES), "image-tag": index_tags},
             {
-                "manifest-media-type": list(MANIFEST_MEDIA_TYPES),
-                "artifact-media-type": list(IMAGE_CONFIG_MEDIA_TYPES),
+                "manifest-media-type": list(settings.MANIFEST_TYPES),
+                "artifact-media-type": list(settings.IMAGE_CONFIG_TYPES),
                 "image-tag": manifest_tags,
             },
             {"manifest-media-type": [{"exists": False}], "image-tag": manifest_tags},

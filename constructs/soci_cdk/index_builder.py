@@ -8,12 +8,10 @@ times land in a dead-letter queue, which raises an alarm.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import jsii
-import soci_indexer
 from aws_cdk import Duration, Stack, Tokenization
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -28,15 +26,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IValidation
-from soci_indexer import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, settings
-from soci_indexer.config import MAX_LAYER_WORKERS
-from soci_indexer.pipeline import IndexOptions
+from soci_indexer import settings
 
 from soci_cdk import _checks, _nag, event_pattern
 from soci_cdk.errors import InvalidPropError
 from soci_cdk.repository import SociRepository
 
-HANDLER = "soci_indexer.handler.handler"
+HANDLER = settings.LAMBDA_HANDLER
 # The newest Python the Lambda service, aws-cdk-lib and cfn-lint all know.
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 # Lambda gives one vCPU per 1769 MiB. Two vCPUs index 1.7x faster than one for
@@ -68,10 +64,6 @@ PUSH_ACTIONS = (
 )
 KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 
-_PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
-_TAG_SUFFIX = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_NAMESPACE = re.compile(r"(?!AWS/)[A-Za-z0-9._/#: -]{1,255}")
-
 
 def indexer_code() -> lambda_.Code:
     """The ``soci_indexer`` package as it is installed: the Lambda asset, no bundling.
@@ -80,7 +72,7 @@ def indexer_code() -> lambda_.Code:
     asset root holds only ``soci_indexer/``, without bytecode caches, so its
     hash changes only when the source does.
     """
-    package = Path(soci_indexer.__file__).resolve().parent
+    package = Path(settings.__file__).resolve().parent
     return lambda_.Code.from_asset(
         str(package.parent),
         exclude=["*", f"!{package.name}", f"!{package.name}/**", "**/__pycache__", "*.pyc"],
@@ -123,10 +115,10 @@ class SociIndexBuilder(Construct):
         tag_filters: Sequence[str] | None = None,
         index_version: str = settings.DEFAULT_INDEX_VERSION,
         tag_suffix: str = settings.DEFAULT_TAG_SUFFIX,
-        min_layer_size_bytes: int = DEFAULT_MIN_LAYER_SIZE,
-        span_size_bytes: int = DEFAULT_SPAN_SIZE,
+        min_layer_size_bytes: int = settings.DEFAULT_MIN_LAYER_SIZE,
+        span_size_bytes: int = settings.DEFAULT_SPAN_SIZE,
         platforms: Sequence[str] = (),
-        max_layer_workers: int = IndexOptions().max_workers,
+        max_layer_workers: int = settings.DEFAULT_MAX_LAYER_WORKERS,
         memory_size_mib: int = MEMORY_SIZE_MIB,
         timeout: Duration | None = None,
         architecture: lambda_.Architecture | None = None,
@@ -135,7 +127,7 @@ class SociIndexBuilder(Construct):
         encryption_key: kms.IKey | None = None,
         encryption_keys: Sequence[kms.IKey] = (),
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
-        log_level: str = "INFO",
+        log_level: str = settings.DEFAULT_LOG_LEVEL,
         metrics_namespace: str = settings.DEFAULT_METRICS_NAMESPACE,
         service_name: str = settings.DEFAULT_SERVICE_NAME,
         alarm_topic: sns.ITopic | None = None,
@@ -213,7 +205,7 @@ class SociIndexBuilder(Construct):
                 settings.ENV_MIN_LAYER_SIZE: Tokenization.stringify_number(min_layer_size_bytes),
                 settings.ENV_SPAN_SIZE: Tokenization.stringify_number(span_size_bytes),
                 settings.ENV_PLATFORMS: ",".join(platforms),
-                settings.ENV_BUILD_TOOL: DEFAULT_BUILD_TOOL,
+                settings.ENV_BUILD_TOOL: settings.DEFAULT_BUILD_TOOL,
                 settings.ENV_MAX_WORKERS: Tokenization.stringify_number(max_layer_workers),
                 settings.ENV_METRICS_NAMESPACE: metrics_namespace,
                 settings.ENV_SERVICE_NAME: service_name,
@@ -238,8 +230,8 @@ class SociIndexBuilder(Construct):
             "Rule",
             description="Successful pushes of tagged images to index with SOCI",
             event_pattern=events.EventPattern(
-                source=[event_pattern.ECR_SOURCE],
-                detail_type=[event_pattern.IMAGE_ACTION],
+                source=[settings.ECR_EVENT_SOURCE],
+                detail_type=[settings.ECR_IMAGE_ACTION],
                 detail=event_pattern.push_detail(
                     tag_filters=[] if _all_tags(tag_filters) else list(tag_filters or ()),
                     tag_suffix=tag_suffix,
@@ -402,22 +394,22 @@ class SociIndexBuilder(Construct):
                 event_pattern.TAG_FILTER,
                 event_pattern.TAG_FILTER_EXPECTED,
             )
-        _checks.check_choice(self, "index_version", index_version, {"v1", "v2"})
+        _checks.check_choice(self, "index_version", index_version, settings.INDEX_VERSIONS)
         _checks.check_pattern(
             self,
             "tag_suffix",
             self.tag_suffix,
-            _TAG_SUFFIX,
-            "1 to 64 of A-Z a-z 0-9 . _ - (an empty suffix would overwrite the pushed tag)",
+            settings.TAG_SUFFIX,
+            settings.TAG_SUFFIX_EXPECTED + " (an empty suffix would overwrite the pushed tag)",
         )
         _checks.check_whole_number(self, "min_layer_size_bytes", min_layer_size_bytes, 0)
         _checks.check_whole_number(self, "span_size_bytes", span_size_bytes, 1)
         for platform in platforms:
             _checks.check_pattern(
-                self, "platforms", platform, _PLATFORM, '"os/arch" or "os/arch/variant"'
+                self, "platforms", platform, settings.PLATFORM, settings.PLATFORM_EXPECTED
             )
         _checks.check_whole_number(
-            self, "max_layer_workers", max_layer_workers, 1, MAX_LAYER_WORKERS
+            self, "max_layer_workers", max_layer_workers, 1, settings.MAX_LAYER_WORKERS
         )
         _checks.check_whole_number(self, "memory_size_mib", memory_size_mib, 128, 10240)
         _checks.check_whole_number(
@@ -438,8 +430,8 @@ class SociIndexBuilder(Construct):
             self,
             "metrics_namespace",
             self.metrics_namespace,
-            _NAMESPACE,
-            'a CloudWatch namespace: 1 to 255 of A-Z a-z 0-9 . _ / # : - and space, not "AWS/..."',
+            settings.METRICS_NAMESPACE,
+            "a CloudWatch namespace: " + settings.METRICS_NAMESPACE_EXPECTED,
         )
 
     def _make_log_group(self, retention: logs.RetentionDays, key: kms.IKey | None) -> logs.LogGroup:

@@ -2,6 +2,6 @@
 
 import sys
 
-from soci_indexer.cli import main
+from soci_indexer.cli.main import main
 
 sys.exit(main())

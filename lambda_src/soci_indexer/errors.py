@@ -1,10 +1,17 @@
-"""Errors a caller can act on. Every error the package raises is a SociError."""
+"""Every error the indexer raises, in one hierarchy a caller can act on.
+
+All are ``SociError``. They are grouped by the layer that raises them; each
+layer imports only this module (and ``settings``) of the package root.
+"""
 
 from __future__ import annotations
 
 
 class SociError(Exception):
     """Base class of every error raised by soci_indexer."""
+
+
+# ---- engine: layers and zTOCs ----------------------------------------------------------------
 
 
 class LayerError(SociError):
@@ -35,6 +42,17 @@ class ZtocFormatError(SociError):
     """Bytes that do not decode as a zTOC (or as its checkpoint blob)."""
 
 
+# ---- oci: references, manifests, registries --------------------------------------------------
+
+
+class InvalidReference(SociError):
+    """An image reference that does not parse."""
+
+
+class ManifestError(SociError):
+    """A manifest, index or config that does not decode as what it claims to be."""
+
+
 class RegistryError(SociError):
     """An OCI registry request failed. Never carries credentials."""
 
@@ -49,5 +67,39 @@ class AuthError(RegistryError):
     """The registry refused our credentials (or we had none)."""
 
 
-class InvalidReference(SociError):
-    """An image reference that does not parse."""
+# ---- pipeline --------------------------------------------------------------------------------
+
+
+class DeadlineExceeded(SociError):
+    """The run's deadline passed before it could push; nothing partial was tagged."""
+
+
+# ---- aws: the Lambda entry points and ECS ----------------------------------------------------
+
+
+class ConfigurationError(SociError):
+    """One or more environment variables hold values the handler cannot use."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration: " + "; ".join(problems))
+
+
+class InvalidEvent(SociError):
+    """An event (or SQS message) that is not a well-formed ECR Image Action."""
+
+
+class AccountNotAllowed(SociError):
+    """An event about another account's registry, which this function may not serve."""
+
+
+class NoTimeLeft(SociError):
+    """Too little invocation time remains to index an image and still stop cleanly."""
+
+
+class IndexingFailed(SociError):
+    """A directly invoked event failed; raised so Lambda's own retries take over."""
+
+
+class EcsError(SociError):
+    """An ECS API call failed (no credentials, unknown cluster, access denied...)."""

@@ -22,41 +22,46 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from soci_indexer import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, oci
+from soci_indexer import settings
+from soci_indexer.engine.build import CompressionChoice, build_ztoc
 from soci_indexer.errors import (
     CorruptLayer,
+    DeadlineExceeded,
     InvalidReference,
     LayerError,
+    ManifestError,
     RegistryError,
-    SociError,
 )
-from soci_indexer.layer import CompressionChoice, build_ztoc
-from soci_indexer.oci import Descriptor, ImageIndex, ImageManifest, IndexedPlatform, Platform
-from soci_indexer.reference import is_valid_tag
+from soci_indexer.oci import manifests
+from soci_indexer.oci.manifests import (
+    Descriptor,
+    ImageIndex,
+    ImageManifest,
+    IndexedPlatform,
+    IndexVersion,
+    Platform,
+)
+from soci_indexer.oci.reference import is_valid_tag
 
 if TYPE_CHECKING:
-    from soci_indexer.registry import RegistryClient
+    from soci_indexer.oci.client import RegistryClient
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 
 
-class DeadlineExceeded(SociError):
-    """The run's deadline passed before it could push; nothing partial was tagged."""
-
-
 @dataclass(frozen=True, slots=True)
 class IndexOptions:
-    index_version: Literal["v2", "v1"] = "v2"
-    tag_suffix: str = "-soci"
+    index_version: IndexVersion = "v2"
+    tag_suffix: str = settings.DEFAULT_TAG_SUFFIX
     platforms: tuple[str, ...] = ()  # "os/arch[/variant]"; empty: every platform
-    min_layer_size: int = DEFAULT_MIN_LAYER_SIZE
-    span_size: int = DEFAULT_SPAN_SIZE
-    build_tool: str = DEFAULT_BUILD_TOOL
-    max_workers: int = 4  # layers indexed at once
+    min_layer_size: int = settings.DEFAULT_MIN_LAYER_SIZE
+    span_size: int = settings.DEFAULT_SPAN_SIZE
+    build_tool: str = settings.DEFAULT_BUILD_TOOL
+    max_workers: int = settings.DEFAULT_MAX_LAYER_WORKERS  # layers indexed at once
     deadline: float | None = None  # time.monotonic() after which the run stops before pushing
 
 
@@ -170,7 +175,9 @@ class _Run:
                 raise _Skip(ImageStatus.SOCI_ARTIFACT, f"tag ends in {self.options.tag_suffix!r}")
             fetched = self.client.get_manifest(self.repository, self.digest or self.tag)
             self.digest = fetched.digest
-            index, platforms = self._resolve(fetched.data, fetched.media_type or oci.OCI_MANIFEST)
+            index, platforms = self._resolve(
+                fetched.data, fetched.media_type or settings.OCI_MANIFEST
+            )
             return self._index(index, platforms)
         except _Skip as skip:
             log.info("image %s skipped: %s", self._image_name(), skip.reason)
@@ -198,8 +205,8 @@ class _Run:
 
     def _parse(self, data: bytes, media_type: str) -> ImageManifest | ImageIndex:
         try:
-            return oci.parse_manifest(data, media_type)
-        except oci.ManifestError as exc:
+            return manifests.parse_manifest(data, media_type)
+        except ManifestError as exc:
             raise _Skip(ImageStatus.NOT_AN_IMAGE, str(exc)) from None
 
     def _check_image(self, manifest: ImageManifest, what: str) -> None:
@@ -212,7 +219,7 @@ class _Run:
             raise _Skip(ImageStatus.NOT_AN_IMAGE, f"{what} is a {kind!r} artifact, not an image")
 
     def _is_image_entry(self, desc: Descriptor) -> bool:
-        return desc.media_type in oci.MANIFEST_TYPES and not oci.is_attestation(desc)
+        return desc.media_type in settings.MANIFEST_TYPES and not manifests.is_attestation(desc)
 
     def _child(self, desc: Descriptor) -> _PlatformImage | None:
         """One platform of an index; None for an artifact listed beside the images (it is
@@ -230,8 +237,8 @@ class _Run:
     def _config_platform(self, manifest: ImageManifest) -> Platform:
         config = self.client.get_blob(self.repository, manifest.config.digest)
         try:
-            return oci.parse_platform_from_config(config)
-        except oci.ManifestError as exc:
+            return manifests.parse_platform_from_config(config)
+        except ManifestError as exc:
             raise _Skip(ImageStatus.NOT_AN_IMAGE, str(exc)) from None
 
     def _filter(self, images: list[_PlatformImage]) -> list[_PlatformImage]:
@@ -275,7 +282,7 @@ class _Run:
         if not indexed:
             raise _Skip(ImageStatus.NO_QUALIFYING_LAYERS, _no_layer_reason(platforms))
         self._check_deadline()
-        self.client.push_blob(self.repository, oci.EMPTY_CONFIG)
+        self.client.push_blob(self.repository, manifests.EMPTY_CONFIG)
         if self.options.index_version == "v1":
             return self._push_v1(platforms, indexed)
         return self._push_v2(index, platforms, indexed)
@@ -298,7 +305,7 @@ class _Run:
         returned, registry problems raised."""
         started = time.monotonic()
         compression: CompressionChoice = (
-            "gzip" if layer.media_type in oci.GZIP_LAYER_TYPES else "uncompressed"
+            "gzip" if layer.media_type in settings.GZIP_LAYER_TYPES else "uncompressed"
         )
         chunks = self.client.stream_blob(self.repository, layer.digest)
         try:
@@ -336,7 +343,7 @@ class _Run:
     def _ztocs(self, image: _PlatformImage) -> list[Descriptor]:
         """The platform's zTOC descriptors, in the image's layer order."""
         return [
-            oci.ztoc_descriptor(
+            manifests.ztoc_descriptor(
                 outcome.ztoc_digest,
                 self.ztoc_sizes[outcome.ztoc_digest],
                 layer,
@@ -356,11 +363,11 @@ class _Run:
     ) -> ImageResult:
         entries = []
         for image in indexed:
-            soci = oci.soci_index(
+            soci = manifests.soci_index(
                 self._ztocs(image), build_tool=self.options.build_tool, version="v2"
             ).serialize()
             soci_desc = self._put_by_digest(soci)
-            enabled = oci.soci_enabled_manifest(image.manifest, soci_desc.digest)
+            enabled = manifests.soci_enabled_manifest(image.manifest, soci_desc.digest)
             manifest_desc = self._put_by_digest(enabled.serialize())
             entries.append(
                 IndexedPlatform(
@@ -373,9 +380,9 @@ class _Run:
             )
         output = self._output_index(index, platforms, entries).serialize()
         self._check_deadline()
-        digest = oci.sha256_digest(output)
+        digest = manifests.sha256_digest(output)
         if self.client.head_manifest(self.repository, self.output_tag) != digest:
-            self.client.put_manifest(self.repository, self.output_tag, output, oci.OCI_INDEX)
+            self.client.put_manifest(self.repository, self.output_tag, output, settings.OCI_INDEX)
         reference = f"{self.client.host}/{self.repository}:{self.output_tag}@{digest}"
         log.info("image %s indexed as %s", self._image_name(), reference)
         return self._result(
@@ -392,8 +399,8 @@ class _Run:
         entries: Sequence[IndexedPlatform],
     ) -> ImageIndex:
         if index is None:
-            return oci.soci_enabled_index([platforms[0].descriptor], entries)
-        return oci.soci_enabled_index(index.manifests, entries, index.annotations)
+            return manifests.soci_enabled_index([platforms[0].descriptor], entries)
+        return manifests.soci_enabled_index(index.manifests, entries, index.annotations)
 
     def _push_v1(
         self, platforms: Sequence[_PlatformImage], indexed: Sequence[_PlatformImage]
@@ -404,19 +411,23 @@ class _Run:
             subject = Descriptor(
                 image.descriptor.media_type, image.descriptor.digest, image.descriptor.size
             )
-            soci = oci.soci_index(
+            soci = manifests.soci_index(
                 self._ztocs(image),
                 build_tool=self.options.build_tool,
                 version="v1",
                 subject=subject,
             )
             data = soci.serialize()
-            digest = oci.sha256_digest(data)
+            digest = manifests.sha256_digest(data)
             handled = False
             if self.client.head_manifest(self.repository, digest) is None:
-                handled = self.client.put_manifest(self.repository, digest, data, oci.OCI_MANIFEST)
+                handled = self.client.put_manifest(
+                    self.repository, digest, data, settings.OCI_MANIFEST
+                )
             if not handled and self.client.referrers(self.repository, subject.digest) is None:
-                self._add_referrer(subject.digest, oci.referrer_descriptor(soci, digest, len(data)))
+                self._add_referrer(
+                    subject.digest, manifests.referrer_descriptor(soci, digest, len(data))
+                )
             soci_digests.append(digest)
         return self._result(
             ImageStatus.INDEXED,
@@ -436,13 +447,13 @@ class _Run:
         listed = self._fallback_referrers(subject)
         if any(desc.digest == referrer.digest for desc in listed):
             return
-        updated = ImageIndex(oci.OCI_INDEX, (*listed, referrer))
-        tag = oci.referrers_tag(subject)
-        self.client.put_manifest(self.repository, tag, updated.serialize(), oci.OCI_INDEX)
+        updated = ImageIndex(settings.OCI_INDEX, (*listed, referrer))
+        tag = manifests.referrers_tag(subject)
+        self.client.put_manifest(self.repository, tag, updated.serialize(), settings.OCI_INDEX)
 
     def _fallback_referrers(self, subject: str) -> tuple[Descriptor, ...]:
         """What the ``sha256-<hex>`` referrers tag lists for ``subject`` (nothing if absent)."""
-        tag = oci.referrers_tag(subject)
+        tag = manifests.referrers_tag(subject)
         if self.client.head_manifest(self.repository, tag) is None:
             return ()
         fetched = self.client.get_manifest(self.repository, tag)
@@ -451,10 +462,10 @@ class _Run:
 
     def _put_by_digest(self, data: bytes) -> Descriptor:
         """Push a manifest under its own digest unless the repository has it already."""
-        digest = oci.sha256_digest(data)
+        digest = manifests.sha256_digest(data)
         if self.client.head_manifest(self.repository, digest) is None:
-            self.client.put_manifest(self.repository, digest, data, oci.OCI_MANIFEST)
-        return Descriptor(oci.OCI_MANIFEST, digest, len(data))
+            self.client.put_manifest(self.repository, digest, data, settings.OCI_MANIFEST)
+        return Descriptor(settings.OCI_MANIFEST, digest, len(data))
 
     # ---- the already-indexed check -----------------------------------------------------------
 
@@ -480,7 +491,7 @@ class _Run:
                 return None
             entries.append(entry)
         expected = self._output_index(index, platforms, entries).serialize()
-        if oci.sha256_digest(expected) != fetched.digest:
+        if manifests.sha256_digest(expected) != fetched.digest:
             return None
         reference = f"{self.client.host}/{self.repository}:{self.output_tag}@{fetched.digest}"
         return reference, tuple(entry.soci_index.digest for entry in entries)
@@ -489,17 +500,17 @@ class _Run:
         self, existing: ImageIndex, image: _PlatformImage
     ) -> IndexedPlatform | None:
         soci_for = {
-            desc.annotations.get(oci.ANNOTATION_IMAGE_MANIFEST_DIGEST): desc
+            desc.annotations.get(manifests.ANNOTATION_IMAGE_MANIFEST_DIGEST): desc
             for desc in existing.manifests
-            if oci.is_soci_index_descriptor(desc)
+            if manifests.is_soci_index_descriptor(desc)
         }
         for desc in existing.manifests:
-            soci_digest = desc.annotations.get(oci.ANNOTATION_INDEX_DIGEST)
+            soci_digest = desc.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
             soci_desc = soci_for.get(desc.digest)
             if soci_digest is None or soci_desc is None or soci_desc.digest != soci_digest:
                 continue
-            enabled = oci.soci_enabled_manifest(image.manifest, soci_digest)
-            if oci.sha256_digest(enabled.serialize()) != desc.digest:
+            enabled = manifests.soci_enabled_manifest(image.manifest, soci_digest)
+            if manifests.sha256_digest(enabled.serialize()) != desc.digest:
                 continue
             if self._soci_index_covers(soci_digest, image):
                 plain = Descriptor(soci_desc.media_type, soci_desc.digest, soci_desc.size)
@@ -532,7 +543,7 @@ class _Run:
             pairs = [(d.artifact_type, d.digest) for d in self._fallback_referrers(subject)]
         else:
             pairs = [(d.get("artifactType"), d.get("digest")) for d in listed]
-        return [str(digest) for kind, digest in pairs if kind == oci.SOCI_INDEX_V1 and digest]
+        return [str(digest) for kind, digest in pairs if kind == settings.SOCI_INDEX_V1 and digest]
 
     def _soci_index_covers(self, soci_digest: str, image: _PlatformImage) -> bool:
         try:
@@ -544,12 +555,12 @@ class _Run:
         soci = self._parse(fetched.data, fetched.media_type)
         if not isinstance(soci, ImageManifest) or not soci.is_soci_index:
             return False
-        layers = [ztoc.annotations.get(oci.ANNOTATION_LAYER_DIGEST) for ztoc in soci.layers]
-        spans = {ztoc.annotations.get(oci.ANNOTATION_SPAN_SIZE) for ztoc in soci.layers}
+        layers = [ztoc.annotations.get(manifests.ANNOTATION_LAYER_DIGEST) for ztoc in soci.layers]
+        spans = {ztoc.annotations.get(manifests.ANNOTATION_SPAN_SIZE) for ztoc in soci.layers}
         return (
             layers == [layer.digest for layer in image.candidates]
             and spans == {str(self.options.span_size)}
-            and soci.annotations.get(oci.ANNOTATION_BUILD_TOOL) == self.options.build_tool
+            and soci.annotations.get(manifests.ANNOTATION_BUILD_TOOL) == self.options.build_tool
         )
 
     # ---- results -----------------------------------------------------------------------------
@@ -618,9 +629,9 @@ class _Run:
 def _split_reference(reference: str) -> tuple[str, str]:
     """``tag``, ``sha256:...`` or ``tag@sha256:...`` -> (tag, digest), either may be ''."""
     tag, _, digest = reference.partition("@")
-    if not digest and oci.is_digest(tag):
+    if not digest and manifests.is_digest(tag):
         tag, digest = "", tag
-    if digest and not oci.is_digest(digest):
+    if digest and not manifests.is_digest(digest):
         raise InvalidReference(f"{digest!r} is not a digest (expected sha256:<64 hex>)")
     if tag and not is_valid_tag(tag):
         raise InvalidReference(f"{tag!r} is not a valid tag")
@@ -631,16 +642,16 @@ def _split_reference(reference: str) -> tuple[str, str]:
 
 def _output_tag(tag: str, digest: str, suffix: str) -> str:
     """``<tag><suffix>``; an image pushed by digest alone gets ``sha256-<hex><suffix>``."""
-    output = (tag or oci.referrers_tag(digest)) + suffix
+    output = (tag or manifests.referrers_tag(digest)) + suffix
     if not is_valid_tag(output):
         raise InvalidReference(f"output tag {output!r} is not a valid tag (check the suffix)")
     return output
 
 
 def _layer_skip(layer: Descriptor, min_size: int) -> tuple[LayerStatus, str] | None:
-    if layer.media_type in oci.ZSTD_LAYER_TYPES:
+    if layer.media_type in settings.ZSTD_LAYER_TYPES:
         return LayerStatus.UNSUPPORTED, "zstd layers cannot be indexed by SOCI"
-    if layer.media_type not in oci.GZIP_LAYER_TYPES | oci.TAR_LAYER_TYPES:
+    if layer.media_type not in (*settings.GZIP_LAYER_TYPES, *settings.TAR_LAYER_TYPES):
         return LayerStatus.UNSUPPORTED, f"media type {layer.media_type!r} is not gzip or tar"
     if layer.urls:
         return LayerStatus.UNSUPPORTED, "foreign layer (served from its urls, not the registry)"

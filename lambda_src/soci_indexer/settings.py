@@ -1,8 +1,24 @@
-"""Names of the environment variables the constructs set and the handler reads.
+"""The one place for what both packages share: names, defaults, limits, patterns, media types.
 
-Both sides import these names so the wiring cannot drift.
+The indexer and the constructs (``soci_cdk``) both read these, so a default or
+a rule cannot drift between what is deployed and what runs. This module
+imports nothing of the project (only ``re``): ``import soci_cdk`` loads it and
+``soci_indexer/__init__`` and nothing else of the indexer (a test checks).
 """
 
+from __future__ import annotations
+
+import re
+from typing import Final
+
+VERSION = "0.1.0"
+
+# ---- What the constructs deploy --------------------------------------------------------------
+
+# The Lambda entry point, as the dotted name Lambda resolves in the asset.
+LAMBDA_HANDLER = "soci_indexer.aws.handler.handler"
+
+# Environment variables the constructs set and the handler reads.
 ENV_INDEX_VERSION = "SOCI_INDEX_VERSION"  # "v2" (default) or "v1"
 ENV_TAG_SUFFIX = "SOCI_TAG_SUFFIX"  # default "-soci"
 ENV_MIN_LAYER_SIZE = "SOCI_MIN_LAYER_SIZE_BYTES"  # default 10485760
@@ -17,7 +33,73 @@ ENV_LOG_LEVEL = "LOG_LEVEL"
 # forwarded from another account's bus); default "false".
 ENV_ALLOW_CROSS_ACCOUNT = "SOCI_ALLOW_CROSS_ACCOUNT"
 
-DEFAULT_INDEX_VERSION = "v2"
+# The ECR events the builder's rule matches and the handler reads.
+ECR_EVENT_SOURCE = "aws.ecr"
+ECR_IMAGE_ACTION = "ECR Image Action"
+
+# ---- Defaults and limits ---------------------------------------------------------------------
+
+INDEX_VERSIONS = ("v2", "v1")
+DEFAULT_INDEX_VERSION: Final = "v2"
 DEFAULT_TAG_SUFFIX = "-soci"
+DEFAULT_BUILD_TOOL = f"soci-fargate v{VERSION}"  # written into every zTOC
+DEFAULT_SPAN_SIZE = 4 * 1024 * 1024  # uncompressed bytes between checkpoints
+DEFAULT_MIN_LAYER_SIZE = 10 * 1024 * 1024  # smaller layers get no zTOC
+DEFAULT_MAX_LAYER_WORKERS = 4  # layers of one image indexed at once
+MAX_LAYER_WORKERS = 32
 DEFAULT_METRICS_NAMESPACE = "SociIndexBuilder"
 DEFAULT_SERVICE_NAME = "soci-index-builder"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_LOG_LEVEL = "INFO"
+
+# ---- Patterns (ASCII classes on purpose: ``\d`` and ``\w`` accept other scripts) -------------
+
+# An image tag, as the OCI distribution spec and ECR define it.
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+# A content digest this project reads or writes.
+DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+# Any digest the OCI image spec's grammar allows: what an event is checked against
+# (AWS's own documented example events carry shortened digests).
+DIGEST_GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
+# One path component of a repository name (OCI distribution spec).
+REPOSITORY_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+MAX_REPOSITORY_NAME = 255
+# What is appended to a tag to name its SOCI-enabled image.
+TAG_SUFFIX = re.compile(r"[A-Za-z0-9._-]{1,64}")
+TAG_SUFFIX_EXPECTED = "1 to 64 of A-Z a-z 0-9 . _ -"
+# A platform to index: "os/arch" or "os/arch/variant".
+PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
+PLATFORM_EXPECTED = '"os/arch" or "os/arch/variant"'
+# A CloudWatch namespace a user may write to ("AWS/" is reserved for AWS).
+METRICS_NAMESPACE = re.compile(r"(?!AWS/)[A-Za-z0-9._/#: -]{1,255}")
+METRICS_NAMESPACE_EXPECTED = '1 to 255 of A-Z a-z 0-9 . _ / # : - and space, not starting "AWS/"'
+# The ``service`` dimension and log field.
+SERVICE_NAME = re.compile(r"[A-Za-z0-9._/#: -]{1,255}")
+SERVICE_NAME_EXPECTED = "1 to 255 of A-Z a-z 0-9 . _ / # : - and space"
+
+# ---- Media types -----------------------------------------------------------------------------
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+IMAGE_CONFIG_TYPES = (OCI_CONFIG, DOCKER_CONFIG)
+
+GZIP_LAYER_TYPES = (
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+)
+TAR_LAYER_TYPES = (
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar",
+)
+ZSTD_LAYER_TYPES = ("application/vnd.oci.image.layer.v1.tar+zstd",)
+
+SOCI_INDEX_V1 = "application/vnd.amazon.soci.index.v1+json"
+SOCI_INDEX_V2 = "application/vnd.amazon.soci.index.v2+json"
+SOCI_INDEX_TYPES = (SOCI_INDEX_V1, SOCI_INDEX_V2)

@@ -20,11 +20,13 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from soci_indexer import extract, oci, ztoc
+from soci_indexer import settings
+from soci_indexer.engine import readback, ztoc
+from soci_indexer.engine.ztoc import Compression, FileMetadata, Ztoc
 from soci_indexer.errors import SociError
-from soci_indexer.oci import Descriptor, ImageIndex, ImageManifest
-from soci_indexer.registry import RegistryClient
-from soci_indexer.ztoc import Compression, FileMetadata, Ztoc
+from soci_indexer.oci import manifests
+from soci_indexer.oci.client import RegistryClient
+from soci_indexer.oci.manifests import Descriptor, ImageIndex, ImageManifest
 
 BLOCK = 512
 SAMPLE_FILES = 3
@@ -70,7 +72,7 @@ def verify_image(
     """Check every SOCI-enabled platform of ``repository:reference`` (tag, digest or both)."""
     tag, _, digest = reference.rpartition("@") if "@" in reference else (reference, "", "")
     target = digest or tag
-    separator = "@" if oci.is_digest(reference) else ":"
+    separator = "@" if manifests.is_digest(reference) else ":"
     report = VerifyReport(f"{client.host}/{repository}{separator}{reference}")
     checker = _Checker(client, repository, report, samples)
     fetched = checker.manifest(target)
@@ -119,28 +121,31 @@ class _Checker:
     def manifest(self, reference: str) -> ImageManifest | ImageIndex:
         fetched = self.client.get_manifest(self.repository, reference)
         self.report.metadata_bytes += len(fetched.data)
-        return oci.parse_manifest(fetched.data, fetched.media_type)
+        return manifests.parse_manifest(fetched.data, fetched.media_type)
 
     def check_index(self, index: ImageIndex) -> None:
-        soci_listed = {d.digest for d in index.manifests if oci.is_soci_index_descriptor(d)}
+        soci_listed = {d.digest for d in index.manifests if manifests.is_soci_index_descriptor(d)}
         for desc in index.manifests:
-            if oci.is_soci_index_descriptor(desc) or desc.media_type not in oci.MANIFEST_TYPES:
+            if (
+                manifests.is_soci_index_descriptor(desc)
+                or desc.media_type not in settings.MANIFEST_TYPES
+            ):
                 continue
-            if oci.is_attestation(desc):
+            if manifests.is_attestation(desc):
                 continue
             child = self.manifest(desc.digest)
             platform = str(desc.platform) if desc.platform else desc.digest
             if not isinstance(child, ImageManifest) or not child.is_soci_enabled:
                 self.report.notes.append(f"{platform} is not SOCI-enabled (left as pushed)")
                 continue
-            if child.annotations[oci.ANNOTATION_INDEX_DIGEST] not in soci_listed:
+            if child.annotations[manifests.ANNOTATION_INDEX_DIGEST] not in soci_listed:
                 self.report.problems.append(
                     f"{platform}: its SOCI index is not listed in the index"
                 )
             self.check_platform(platform, child)
 
     def check_platform(self, platform: str, image: ImageManifest) -> None:
-        soci_digest = image.annotations.get(oci.ANNOTATION_INDEX_DIGEST)
+        soci_digest = image.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
         if soci_digest is None:
             self.report.problems.append(
                 "the manifest is not SOCI-enabled (no com.amazon.soci.index-digest annotation)"
@@ -154,7 +159,7 @@ class _Checker:
         self.report.image_bytes += image.config.size + sum(layer.size for layer in image.layers)
         layers = {layer.digest: layer for layer in image.layers}
         for ztoc_desc in soci.layers:
-            layer_digest = ztoc_desc.annotations.get(oci.ANNOTATION_LAYER_DIGEST, "")
+            layer_digest = ztoc_desc.annotations.get(manifests.ANNOTATION_LAYER_DIGEST, "")
             layer = layers.get(layer_digest)
             if layer is None:
                 self.report.problems.append(
@@ -172,7 +177,7 @@ class _Checker:
     def _check_layer(self, check: LayerCheck, ztoc_desc: Descriptor) -> None:
         data = self.client.get_blob(self.repository, ztoc_desc.digest)
         self.report.metadata_bytes += len(data)
-        if oci.sha256_digest(data) != ztoc_desc.digest:
+        if manifests.sha256_digest(data) != ztoc_desc.digest:
             check.problems.append("the zTOC blob does not hash to its digest")
             return
         parsed = ztoc.parse(data)
@@ -192,14 +197,14 @@ class _Checker:
 
     def _check_spans(self, check: LayerCheck, parsed: Ztoc) -> int:
         info = parsed.compression
-        spans = extract.spans(parsed)
+        spans = readback.spans(parsed)
         if not len(spans) == info.max_span_id + 1 == len(info.span_digests):
             check.problems.append(
                 f"{len(spans)} checkpoints, max_span_id {info.max_span_id}, "
                 f"{len(info.span_digests)} span digests: these must agree"
             )
             return len(spans)
-        extract.check_gzip_header(parsed, self._fetch(check.layer.digest, counted=False))
+        readback.check_gzip_header(parsed, self._fetch(check.layer.digest, counted=False))
         for number, span in enumerate(spans):
             c_start, c_end = span.compressed_start, span.compressed_end
             if not (c_start < c_end and span.uncompressed_start < span.uncompressed_end):
@@ -252,13 +257,13 @@ class _Checker:
                 )
                 return
         for entry, full in zip(sample, pieces[len(gaps) :], strict=True):
-            lazy = extract.read_entry(parsed, entry, self._fetch(check.layer.digest, counted=True))
+            lazy = readback.read_entry(parsed, entry, self._fetch(check.layer.digest, counted=True))
             if lazy != full:
                 check.problems.append(f"{entry.name!r} read lazily differs from a full read")
             check.files_read += 1
             self.report.files_read += 1
 
-    def _fetch(self, digest: str, *, counted: bool) -> extract.Fetch:
+    def _fetch(self, digest: str, *, counted: bool) -> readback.Fetch:
         """Range reads of a layer; ``counted`` ones add to what a lazy start fetched
         (each span once: the snapshotter keeps the spans it has fetched)."""
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from soci_indexer.extract import Span, read_entry, spans
-from soci_indexer.ztoc import FileMetadata, Ztoc
+from soci_indexer.engine.readback import Span, read_entry, spans
+from soci_indexer.engine.ztoc import FileMetadata, Ztoc
 
 MTIME = 1_700_000_000
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from layerkit import MTIME, gzip_layer, sample_files, tarfile_layer
+from soci_indexer.engine.build import build_ztoc
 from soci_indexer.errors import CorruptLayer, LayerError, UnsupportedLayer
-from soci_indexer.layer import build_ztoc
 
 TAR = tarfile_layer(sample_files())
 GZIP = gzip_layer(TAR)

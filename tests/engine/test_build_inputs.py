@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from soci_indexer import DEFAULT_BUILD_TOOL
+from soci_indexer import settings
+from soci_indexer.engine.build import build_ztoc
 from soci_indexer.errors import CorruptLayer, RegistryError
-from soci_indexer.layer import build_ztoc
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 LAYER = (GOLDEN / "layers" / "small-pax.l6.tar.gz").read_bytes()
@@ -39,7 +39,7 @@ def test_progress_reports_growing_input_counts_up_to_the_layer_size() -> None:
 
 
 def test_the_default_build_tool_is_the_packages() -> None:
-    assert build_ztoc(io.BytesIO(LAYER)).ztoc.build_tool_identifier == DEFAULT_BUILD_TOOL
+    assert build_ztoc(io.BytesIO(LAYER)).ztoc.build_tool_identifier == settings.DEFAULT_BUILD_TOOL
 
 
 def test_the_span_size_must_be_positive() -> None:

@@ -18,11 +18,17 @@ from layerkit import (
     tarfile_layer,
     tarfile_regular_files,
 )
+from soci_indexer.engine.build import build_ztoc
+from soci_indexer.engine.inflate import (
+    GZIP_OR_ZLIB,
+    Z_BLOCK,
+    Z_STREAM_END,
+    GzipCheckpointer,
+    Inflater,
+)
+from soci_indexer.engine.readback import spans
+from soci_indexer.engine.ztoc import WINDOW_SIZE, Checkpoint, parse_gzip_zinfo
 from soci_indexer.errors import UnsupportedLayer
-from soci_indexer.extract import spans
-from soci_indexer.inflate import GZIP_OR_ZLIB, Z_BLOCK, Z_STREAM_END, GzipCheckpointer, Inflater
-from soci_indexer.layer import build_ztoc
-from soci_indexer.ztoc import WINDOW_SIZE, Checkpoint, parse_gzip_zinfo
 
 TAR = tarfile_layer(sample_files(seed=11))
 LAYERS = {

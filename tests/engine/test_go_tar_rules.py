@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from soci_indexer.engine.tar import TarReader, go_time_text
+from soci_indexer.engine.ztoc import FileMetadata
 from soci_indexer.errors import CorruptLayer
-from soci_indexer.tar import TarReader, go_time_text
-from soci_indexer.ztoc import FileMetadata
 
 BLOCK = 512
 END = bytes(2 * BLOCK)

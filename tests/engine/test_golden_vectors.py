@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from soci_indexer.layer import build_ztoc
-from soci_indexer.tar import TarReader
-from soci_indexer.ztoc import (
+from soci_indexer.engine.build import build_ztoc
+from soci_indexer.engine.tar import TarReader
+from soci_indexer.engine.ztoc import (
     Compression,
     CompressionInfo,
     FileMetadata,

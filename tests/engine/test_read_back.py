@@ -23,10 +23,10 @@ from layerkit import (
     tarfile_regular_files,
     write_tree,
 )
+from soci_indexer.engine.build import build_ztoc
+from soci_indexer.engine.readback import check_gzip_header, read_entry
+from soci_indexer.engine.ztoc import Compression
 from soci_indexer.errors import CorruptLayer, ZtocFormatError
-from soci_indexer.extract import check_gzip_header, read_entry
-from soci_indexer.layer import build_ztoc
-from soci_indexer.ztoc import Compression
 
 SPAN = 64 * 1024
 FILES = sample_files()

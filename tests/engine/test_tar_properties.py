@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from layerkit import RangeFetcher, gzip_layer
-from soci_indexer.extract import read_entry
-from soci_indexer.layer import build_ztoc
-from soci_indexer.ztoc import FileMetadata
+from soci_indexer.engine.build import build_ztoc
+from soci_indexer.engine.readback import read_entry
+from soci_indexer.engine.ztoc import FileMetadata
 
 SPAN = 4096
 KINDS = {

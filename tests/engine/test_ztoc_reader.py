@@ -9,9 +9,9 @@ import struct
 from pathlib import Path
 
 import pytest
+from soci_indexer.engine.readback import spans
+from soci_indexer.engine.ztoc import Ztoc, parse, parse_gzip_zinfo, serialize
 from soci_indexer.errors import ZtocFormatError
-from soci_indexer.extract import spans
-from soci_indexer.ztoc import Ztoc, parse, parse_gzip_zinfo, serialize
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "ztocs"
 GZIP_ZTOC = (GOLDEN / "small-pax.l6.tar.gz.span32768.ztoc").read_bytes()

@@ -17,17 +17,11 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from soci_indexer import DEFAULT_MIN_LAYER_SIZE, ztoc
-from soci_indexer.errors import RegistryError
-from soci_indexer.pipeline import (
-    DeadlineExceeded,
-    ImageResult,
-    ImageStatus,
-    IndexOptions,
-    LayerStatus,
-    index_image,
-)
-from soci_indexer.registry import RegistryClient
+from soci_indexer import settings
+from soci_indexer.engine import ztoc
+from soci_indexer.errors import DeadlineExceeded, RegistryError
+from soci_indexer.oci.client import RegistryClient
+from soci_indexer.pipeline import ImageResult, ImageStatus, IndexOptions, LayerStatus, index_image
 from support.images import (
     MIB,
     Blob,
@@ -351,7 +345,7 @@ def test_the_default_minimum_skips_layers_under_ten_mib(registry: LocalRegistry)
     push(registry, "pipeline/default-min", amd64(BIG_A))
     defaults = IndexOptions(span_size=OPTIONS.span_size)
     result = index_image(registry.client(), "pipeline/default-min", "v1", defaults)
-    assert BIG_A.size < DEFAULT_MIN_LAYER_SIZE
+    assert BIG_A.size < settings.DEFAULT_MIN_LAYER_SIZE
     assert result.status is ImageStatus.NO_QUALIFYING_LAYERS
 
 

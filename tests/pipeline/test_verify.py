@@ -7,12 +7,14 @@ import json
 from collections.abc import Callable
 
 import pytest
-from soci_indexer import oci, ztoc
-from soci_indexer.oci import Descriptor, ImageIndex, ImageManifest
+from soci_indexer import settings
+from soci_indexer.engine import ztoc
+from soci_indexer.engine.ztoc import Ztoc
+from soci_indexer.oci import manifests
+from soci_indexer.oci.client import RegistryClient
+from soci_indexer.oci.manifests import Descriptor, ImageIndex, ImageManifest
 from soci_indexer.pipeline import ImageResult, IndexOptions, index_image
-from soci_indexer.registry import RegistryClient
 from soci_indexer.verify import VerifyReport, verify_image
-from soci_indexer.ztoc import Ztoc
 from support.images import PlatformImage, gzip_tar_layer, push_image, tar_layer
 from support.registry import LocalRegistry
 
@@ -75,13 +77,13 @@ def republish(
     change_layers: Callable[[list[Descriptor]], list[Descriptor]] | None = None,
 ) -> None:
     """Push a copy of ``v1-soci`` under ``tag`` with its first zTOC or its zTOC list changed."""
-    index = oci.parse_manifest(client.get_manifest(REPO, "v1-soci").data)
+    index = manifests.parse_manifest(client.get_manifest(REPO, "v1-soci").data)
     assert isinstance(index, ImageIndex)
     image_desc = index.manifests[0]
-    image = oci.parse_manifest(client.get_manifest(REPO, image_desc.digest).data)
+    image = manifests.parse_manifest(client.get_manifest(REPO, image_desc.digest).data)
     assert isinstance(image, ImageManifest)
-    soci = oci.parse_manifest(
-        client.get_manifest(REPO, image.annotations[oci.ANNOTATION_INDEX_DIGEST]).data
+    soci = manifests.parse_manifest(
+        client.get_manifest(REPO, image.annotations[manifests.ANNOTATION_INDEX_DIGEST]).data
     )
     assert isinstance(soci, ImageManifest)
     layers = list(soci.layers)
@@ -92,23 +94,23 @@ def republish(
     if change_layers is not None:
         layers = change_layers(layers)
     soci_bytes = dataclasses.replace(soci, layers=tuple(layers)).serialize()
-    soci_digest = oci.sha256_digest(soci_bytes)
-    client.put_manifest(REPO, soci_digest, soci_bytes, oci.OCI_MANIFEST)
-    original = dataclasses.replace(image, annotations={}, media_type=oci.OCI_MANIFEST)
-    enabled = oci.soci_enabled_manifest(original, soci_digest).serialize()
-    client.put_manifest(REPO, oci.sha256_digest(enabled), enabled, oci.OCI_MANIFEST)
-    entry = oci.IndexedPlatform(
+    soci_digest = manifests.sha256_digest(soci_bytes)
+    client.put_manifest(REPO, soci_digest, soci_bytes, settings.OCI_MANIFEST)
+    original = dataclasses.replace(image, annotations={}, media_type=settings.OCI_MANIFEST)
+    enabled = manifests.soci_enabled_manifest(original, soci_digest).serialize()
+    client.put_manifest(REPO, manifests.sha256_digest(enabled), enabled, settings.OCI_MANIFEST)
+    entry = manifests.IndexedPlatform(
         "",
         dataclasses.replace(
             image_desc,
-            digest=oci.sha256_digest(enabled),
+            digest=manifests.sha256_digest(enabled),
             size=len(enabled),
-            annotations={oci.ANNOTATION_INDEX_DIGEST: soci_digest},
+            annotations={manifests.ANNOTATION_INDEX_DIGEST: soci_digest},
         ),
-        Descriptor(oci.OCI_MANIFEST, soci_digest, len(soci_bytes)),
+        Descriptor(settings.OCI_MANIFEST, soci_digest, len(soci_bytes)),
     )
-    output = oci.soci_enabled_index([entry.manifest], [entry]).serialize()
-    client.put_manifest(REPO, tag, output, oci.OCI_INDEX)
+    output = manifests.soci_enabled_index([entry.manifest], [entry]).serialize()
+    client.put_manifest(REPO, tag, output, settings.OCI_INDEX)
 
 
 def test_a_zTOC_with_a_wrong_span_digest_fails_verification(
@@ -147,7 +149,7 @@ def test_a_zTOC_attached_to_the_wrong_layer_fails_verification(
 ) -> None:
     def swap_layers(layers: list[Descriptor]) -> list[Descriptor]:
         first, second = layers
-        key = oci.ANNOTATION_LAYER_DIGEST
+        key = manifests.ANNOTATION_LAYER_DIGEST
         return [
             dataclasses.replace(
                 first, annotations={**first.annotations, key: second.annotations[key]}
@@ -169,4 +171,4 @@ def test_the_output_index_lists_what_verify_reads(
 ) -> None:
     """The index verify starts from is plain JSON any client can read."""
     index = json.loads(registry.client().get_manifest(REPO, "v1-soci").data)
-    assert index["mediaType"] == oci.OCI_INDEX
+    assert index["mediaType"] == settings.OCI_INDEX

@@ -22,8 +22,8 @@ from enum import StrEnum
 
 from faultproxy import Fault, FaultProxy
 from soci_indexer.errors import SociError
+from soci_indexer.oci.client import RegistryClient, RetryPolicy
 from soci_indexer.pipeline import ImageStatus, IndexOptions, index_image
-from soci_indexer.registry import RegistryClient, RetryPolicy
 from soci_indexer.verify import verify_image
 from support.images import PlatformImage, gzip_tar_layer, push_image, tar_layer
 from support.registry import LocalRegistry

@@ -15,10 +15,10 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from soci_indexer.engine.build import build_ztoc
+from soci_indexer.engine.readback import read_entry, spans
+from soci_indexer.engine.ztoc import parse, serialize
 from soci_indexer.errors import LayerError, ZtocFormatError
-from soci_indexer.extract import read_entry, spans
-from soci_indexer.layer import build_ztoc
-from soci_indexer.ztoc import parse, serialize
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 SPAN = 32 * 1024  # small spans: more checkpoints per byte of input

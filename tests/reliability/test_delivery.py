@@ -8,22 +8,18 @@ handler must turn all of that into one consistent SOCI-enabled image.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
-from soci_indexer import handler
-from soci_indexer.config import HandlerConfig
-from soci_indexer.handler import process_event
+from soci_indexer.aws import handler
+from soci_indexer.aws.config import HandlerConfig
+from soci_indexer.aws.handler import process_event
 from soci_indexer.pipeline import IndexOptions, index_image
 from support.images import PlatformImage, PushedImage, gzip_tar_layer, push_image, tar_layer
+from support.lambda_shapes import FakeContext, load_event, sqs_batch
 from support.registry import LocalRegistry
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "handler"))
-from lambda_shapes import FakeContext, load_event, sqs_batch
 
 pytestmark = pytest.mark.registry
 SOCI_INDEX_ARTIFACT = "application/vnd.amazon.soci.index.v2+json"

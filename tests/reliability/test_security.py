@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from faultproxy import Fault, FaultProxy
-from soci_indexer import handler
-from soci_indexer.handler import process_event
-from soci_indexer.registry import RegistryClient, RetryPolicy
+from soci_indexer.aws import handler
+from soci_indexer.aws.handler import process_event
+from soci_indexer.oci.client import RegistryClient, RetryPolicy
 from support.images import PlatformImage, gzip_tar_layer, push_image
+from support.lambda_shapes import FakeContext, load_event, sqs_batch
 from support.registry import LocalRegistry
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "handler"))
-from lambda_shapes import FakeContext, load_event, sqs_batch
 
 pytestmark = pytest.mark.registry
 

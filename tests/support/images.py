@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from soci_indexer import oci
-from soci_indexer.registry import RegistryClient
+from soci_indexer import settings
+from soci_indexer.oci.client import RegistryClient
 
 MIB = 1024 * 1024
 GZIP_OCI = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -181,8 +181,8 @@ class PushedImage:
 def manifest_for(image: PlatformImage, *, docker: bool) -> tuple[bytes, str]:
     """The image manifest (bytes, media type), as a build tool would write it."""
     config = image.config()
-    config_type = oci.DOCKER_CONFIG if docker else oci.OCI_CONFIG
-    media_type = oci.DOCKER_MANIFEST if docker else oci.OCI_MANIFEST
+    config_type = settings.DOCKER_CONFIG if docker else settings.OCI_CONFIG
+    media_type = settings.DOCKER_MANIFEST if docker else settings.OCI_MANIFEST
     layers = [layer.as_docker() if docker else layer for layer in image.layers]
     body = {
         "schemaVersion": 2,
@@ -228,7 +228,7 @@ def push_image(
         return PushedImage(
             repository, tag, manifests[platform_name], media_type, manifests, manifest_bytes
         )
-    index_type = oci.DOCKER_MANIFEST_LIST if docker else oci.OCI_INDEX
+    index_type = settings.DOCKER_MANIFEST_LIST if docker else settings.OCI_INDEX
     index = json.dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": entries}).encode()
     client.put_manifest(repository, tag, index, index_type)
     return PushedImage(repository, tag, _sha256(index), index_type, manifests, manifest_bytes)

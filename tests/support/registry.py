@@ -18,13 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from soci_indexer.registry import (
-    Credentials,
-    RegistryClient,
-    RequestObserver,
-    RetryPolicy,
-    StaticCredentials,
-)
+from soci_indexer.oci.auth import Credentials, StaticCredentials
+from soci_indexer.oci.client import RegistryClient, RequestObserver, RetryPolicy
 
 REGISTRY_BINARY = "docker-registry"
 STARTUP_TIMEOUT = 30.0

@@ -1,0 +1,3 @@
+"""The ``soci-indexer`` command line (``main``) and its progress display
+(``progress``). The top layer: may import anything; nothing imports it.
+"""

@@ -1,0 +1,324 @@
+"""The ``soci-indexer`` command line. The spellings here are a contract.
+
+Each ``_cmd_*`` function belongs to the module it drives; this file only
+parses arguments and maps typed errors to exit statuses and one-line messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from soci_indexer import settings
+from soci_indexer.errors import LayerError, SociError
+
+if TYPE_CHECKING:
+    from soci_indexer.engine.readback import Span
+    from soci_indexer.engine.ztoc import Ztoc
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _byte_count(text: str, *, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of bytes, got {text!r}"
+        ) from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected at least {minimum} bytes, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _byte_count(text, minimum=1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _byte_count(text, minimum=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soci-indexer",
+        description="Build SOCI indexes (zTOCs) for container image layers and images.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {settings.VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ztoc = sub.add_parser("ztoc", help="build the zTOC of one layer file (or - for stdin)")
+    ztoc.add_argument("layer", metavar="LAYER", help="layer blob path, or - for stdin")
+    ztoc.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="where to write the zTOC"
+    )
+    ztoc.add_argument(
+        "--span-size", type=_positive_int, default=settings.DEFAULT_SPAN_SIZE, metavar="BYTES"
+    )
+    ztoc.add_argument("--build-tool", default=settings.DEFAULT_BUILD_TOOL, metavar="TEXT")
+    ztoc.add_argument(
+        "--compression",
+        choices=("auto", "gzip", "uncompressed"),
+        default="auto",
+        help="auto (default) sniffs the gzip magic",
+    )
+    ztoc.set_defaults(run=_cmd_ztoc)
+
+    inspect = sub.add_parser("inspect", help="decode a zTOC: entries, spans, sizes")
+    inspect.add_argument("ztoc", metavar="ZTOC")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(run=_cmd_inspect)
+
+    index = sub.add_parser(
+        "index", help="index an image in a registry and push a SOCI-enabled image"
+    )
+    index.add_argument(
+        "image", metavar="IMAGE", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:..."
+    )
+    index.add_argument(
+        "--plain-http", action="store_true", help="talk HTTP, not HTTPS (loopback registries)"
+    )
+    index.add_argument(
+        "--index-version", choices=settings.INDEX_VERSIONS, default=settings.DEFAULT_INDEX_VERSION
+    )
+    index.add_argument("--tag-suffix", default=settings.DEFAULT_TAG_SUFFIX, metavar="SUFFIX")
+    index.add_argument(
+        "--platform",
+        action="append",
+        default=None,
+        metavar="OS/ARCH",
+        help="index only this platform (repeatable); default: every platform",
+    )
+    index.add_argument(
+        "--min-layer-size",
+        type=_non_negative_int,
+        default=settings.DEFAULT_MIN_LAYER_SIZE,
+        metavar="BYTES",
+    )
+    index.add_argument(
+        "--span-size", type=_positive_int, default=settings.DEFAULT_SPAN_SIZE, metavar="BYTES"
+    )
+    index.add_argument("--build-tool", default=settings.DEFAULT_BUILD_TOOL, metavar="TEXT")
+    index.set_defaults(run=_cmd_index)
+
+    verify = sub.add_parser(
+        "verify", help="check a SOCI-enabled image the way the snapshotter does"
+    )
+    verify.add_argument("image", metavar="IMAGE")
+    verify.add_argument("--plain-http", action="store_true")
+    verify.set_defaults(run=_cmd_verify)
+
+    pull_times = sub.add_parser("pull-times", help="image pull durations of recent ECS tasks")
+    pull_times.add_argument("--cluster", required=True, metavar="NAME")
+    pull_times.add_argument(
+        "--task",
+        action="append",
+        default=None,
+        metavar="ARN",
+        help="task ARN or id (repeatable); default: recent tasks of the cluster",
+    )
+    pull_times.add_argument("--region", default=None)
+    pull_times.add_argument("--json", action="store_true")
+    pull_times.set_defaults(run=_cmd_pull_times)
+    return parser
+
+
+def _cmd_ztoc(args: argparse.Namespace) -> int:
+    from soci_indexer.engine.build import build_ztoc
+
+    try:
+        source = sys.stdin.buffer if args.layer == "-" else open(args.layer, "rb")  # noqa: SIM115
+    except OSError as exc:
+        return _fail(EXIT_BAD_INPUT, f"cannot read {args.layer}: {exc.strerror or exc}")
+    with source:
+        build = build_ztoc(
+            source,
+            span_size=args.span_size,
+            build_tool=args.build_tool,
+            compression=args.compression,
+        )
+    try:
+        _write_atomically(Path(args.output), build.data)
+    except OSError as exc:
+        return _fail(EXIT_FAILED, f"cannot write {args.output}: {exc.strerror or exc}")
+    info = build.ztoc.compression
+    print(f"ztoc     {build.digest}")
+    print(f"size     {len(build.data)}")
+    print(f"spans    {info.max_span_id + 1}")
+    print(f"entries  {len(build.ztoc.metadata)}")
+    return EXIT_OK
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one, never a partial write."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from soci_indexer.engine.readback import spans
+    from soci_indexer.engine.ztoc import parse
+    from soci_indexer.errors import ZtocFormatError
+
+    try:
+        data = Path(args.ztoc).read_bytes()
+    except OSError as exc:
+        return _fail(EXIT_BAD_INPUT, f"cannot read {args.ztoc}: {exc.strerror or exc}")
+    try:
+        ztoc = parse(data)
+        layout = spans(ztoc)
+    except ZtocFormatError as exc:
+        return _fail(EXIT_BAD_INPUT, f"{args.ztoc} is not a valid zTOC: {exc}")
+    document = _inspect_document(data, ztoc, layout)
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print("\n".join(_inspect_lines(document)))
+    return EXIT_OK
+
+
+def _inspect_document(data: bytes, ztoc: Ztoc, layout: list[Span]) -> dict[str, Any]:
+    return {
+        "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "version": ztoc.version,
+        "build_tool": ztoc.build_tool_identifier,
+        "compression": ztoc.compression.algorithm.name.lower(),
+        "compressed_size": ztoc.compressed_archive_size,
+        "uncompressed_size": ztoc.uncompressed_archive_size,
+        "spans": [
+            {
+                "index": span.index,
+                "compressed": [span.compressed_start, span.compressed_end],
+                "uncompressed": [span.uncompressed_start, span.uncompressed_end],
+                "digest": span.digest,
+            }
+            for span in layout
+        ],
+        "entries": [
+            {
+                "name": entry.name,
+                "type": entry.type,
+                "offset": entry.uncompressed_offset,
+                "size": entry.uncompressed_size,
+                "linkname": entry.linkname,
+                "mode": entry.mode,
+                "uid": entry.uid,
+                "gid": entry.gid,
+                "uname": entry.uname,
+                "gname": entry.gname,
+                "mod_time": entry.mod_time,
+                "devmajor": entry.devmajor,
+                "devminor": entry.devminor,
+                "xattrs": dict(entry.xattrs),
+            }
+            for entry in ztoc.metadata
+        ],
+    }
+
+
+def _inspect_lines(document: dict[str, Any]) -> list[str]:
+    lines = [
+        f"ztoc          {document['digest']} ({document['size']} bytes)",
+        f"version       {document['version']}, built by {document['build_tool']}",
+        f"layer         {document['compression']}, {document['compressed_size']} bytes,"
+        f" tar archive {document['uncompressed_size']} bytes",
+        f"spans         {len(document['spans'])}",
+    ]
+    for span in document["spans"]:
+        (c_start, c_end), (u_start, u_end) = span["compressed"], span["uncompressed"]
+        lines.append(f"  {span['index']:>5}  [{c_start}, {c_end}) -> [{u_start}, {u_end})")
+    lines.append(f"entries       {len(document['entries'])}")
+    for entry in document["entries"]:
+        link = f" -> {entry['linkname']}" if entry["linkname"] else ""
+        lines.append(
+            f"  {entry['mode']:06o} {entry['type']:<8} {entry['size']:>10} @{entry['offset']:<10}"
+            f" {entry['name']}{link}"
+        )
+    return lines
+
+
+def _fail(status: int, message: str) -> int:
+    print(f"soci-indexer: {message}", file=sys.stderr)
+    return status
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from soci_indexer import pipeline
+    from soci_indexer.aws.ecr import client_for
+    from soci_indexer.cli import progress
+    from soci_indexer.oci.reference import parse_reference
+
+    image = parse_reference(args.image)
+    client = client_for(image.api_host, plain_http=args.plain_http)
+    options = pipeline.IndexOptions(
+        index_version=args.index_version,
+        tag_suffix=args.tag_suffix,
+        platforms=tuple(args.platform or ()),
+        min_layer_size=args.min_layer_size,
+        span_size=args.span_size,
+        build_tool=args.build_tool,
+    )
+    display = progress.for_terminal(sys.stderr)
+    try:
+        result = pipeline.index_image(
+            client, image.repository, image.target, options, progress=display
+        )
+    finally:
+        if display is not None:
+            display.close()
+    print("\n".join(pipeline.describe(result)))
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from soci_indexer import verify
+    from soci_indexer.aws.ecr import client_for
+    from soci_indexer.oci.reference import parse_reference
+
+    image = parse_reference(args.image)
+    client = client_for(image.api_host, plain_http=args.plain_http)
+    report = verify.verify_image(client, image.repository, image.target)
+    print("\n".join(verify.describe(report)))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_pull_times(args: argparse.Namespace) -> int:
+    from soci_indexer.aws import pull_times
+
+    ecs = pull_times.ecs_client(args.region)
+    report = pull_times.collect(ecs, args.cluster, args.task)
+    print(pull_times.to_json(report) if args.json else pull_times.format_table(report))
+    return EXIT_FAILED if report.failures else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except LayerError as exc:
+        print(f"soci-indexer: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SociError as exc:
+        print(f"soci-indexer: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return status

@@ -1,0 +1,730 @@
+"""OCI distribution API client: auth, retries, streaming blobs, uploads.
+
+One ``RegistryClient`` talks to one registry host. Connections are kept alive
+per thread (layers are streamed from a thread pool), blobs arrive as an
+iterator of chunks that survives a dropped connection by resuming with a
+Range request, and every request is retried with backoff on 429, 5xx and
+connection errors. Credentials come from a ``CredentialSource`` (``auth``): by
+default the Docker config file, or nowhere (anonymous); ``aws.ecr`` supplies
+Amazon ECR's.
+Nothing here ever logs or raises a token: URLs in errors lose their query.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import logging
+import random
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from soci_indexer.errors import AuthError, RegistryError
+from soci_indexer.oci.auth import CredentialSource, DockerConfigCredentials
+from soci_indexer.oci.manifests import sha256_digest
+from soci_indexer.settings import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1024 * 1024
+MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what registries themselves accept
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+# Observes every response: (method, URL without query, status). Tests use it to
+# check the order of writes; the CLI could use it for a debug trace.
+RequestObserver = Callable[[str, str, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try. ``sleep`` is injectable so tests can see the waits."""
+
+    attempts: int = 5
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: half fixed, half random."""
+        ceiling = min(self.max_delay, self.base_delay * (2.0**attempt))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedManifest:
+    data: bytes
+    media_type: str
+    digest: str
+
+
+class _ShortRead(Exception):
+    """A blob body ended before its declared length (connection dropped mid-body)."""
+
+
+class _Challenge:
+    """Per-registry auth state: the scheme the registry asked for and cached tokens."""
+
+    def __init__(self, source: CredentialSource) -> None:
+        self.source = source
+        self.scheme = ""  # "basic" or "bearer" once the registry has said
+        self.realm = ""
+        self.service = ""
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.lock = threading.Lock()
+
+
+class RegistryClient:
+    """Talks to one registry host over the OCI distribution API."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        plain_http: bool = False,
+        credentials: CredentialSource | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self.host = host
+        self.scheme = "http" if plain_http else "https"
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.observer = observer
+        self._auth = _Challenge(credentials or DockerConfigCredentials(host))
+        self._local = threading.local()
+
+    # ---- manifests ---------------------------------------------------------------------------
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        """Fetch a manifest or index by tag or digest; a digest is checked against the body."""
+        reply = self._call(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            scope=_scope(repository),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        if len(reply.body) > MAX_MANIFEST_SIZE:
+            raise RegistryError("manifest larger than 4 MiB", url=self._url(repository, reference))
+        digest = sha256_digest(reply.body)
+        if reference.startswith("sha256:") and digest != reference:
+            raise RegistryError(
+                f"manifest content hashes to {digest}, not the digest asked for",
+                url=self._url(repository, reference),
+            )
+        media_type = reply.headers.get("content-type", "").split(";")[0].strip()
+        return FetchedManifest(reply.body, media_type, digest)
+
+    def head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest a tag or digest resolves to, or None when it does not exist."""
+        reply = self._call(
+            "HEAD",
+            f"/v2/{repository}/manifests/{reference}",
+            scope=_scope(repository),
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=(200, 404),
+        )
+        if reply.status == 404:
+            return None
+        return (
+            reply.headers.get("docker-content-digest")
+            or self.get_manifest(repository, reference).digest
+        )
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> bool:
+        """Store a manifest under a tag or its digest. Returns True when the registry
+        says it processed the manifest's ``subject`` (``OCI-Subject`` header).
+
+        A ``MANIFEST_BLOB_UNKNOWN`` answer is retried: every caller pushes the
+        blobs first, so the registry has not yet seen a blob it has stored. That
+        happens when another writer is pushing the same blob at that moment
+        (docker-registry rewrites the blob's link file in place) and on
+        registries whose blob writes are not read-after-write consistent.
+        """
+        path = f"/v2/{repository}/manifests/{reference}"
+        attempt = 0
+        while True:
+            reply = self._call(
+                "PUT",
+                path,
+                scope=_scope(repository, push=True),
+                headers={"Content-Type": media_type},
+                body=data,
+                ok=(201, 400),
+            )
+            if reply.status == 201:
+                break
+            attempt += 1
+            codes = _error_codes(reply.body)
+            if "MANIFEST_BLOB_UNKNOWN" not in codes or attempt >= self.retry.attempts:
+                raise _status_error("PUT manifest", 400, reply.body, self._absolute(path))
+            wait = self.retry.backoff(attempt - 1)
+            log.info("PUT %s: registry does not see a blob yet; retrying in %.2fs", path, wait)
+            self.retry.sleep(wait)
+        stored = reply.headers.get("docker-content-digest")
+        if stored and stored != sha256_digest(data):
+            raise RegistryError(
+                f"registry stored the manifest as {stored}, not {sha256_digest(data)}",
+                url=self._url(repository, reference),
+            )
+        return "oci-subject" in reply.headers
+
+    def list_tags(self, repository: str, *, page_size: int = 1000) -> list[str]:
+        """Every tag of the repository, following ``Link`` pagination."""
+        tags: list[str] = []
+        path: str | None = f"/v2/{repository}/tags/list?n={page_size}"
+        while path:
+            reply = self._call("GET", path, scope=_scope(repository))
+            try:
+                tags.extend(json.loads(reply.body).get("tags") or [])
+            except (ValueError, AttributeError):
+                raise RegistryError("tag list is not JSON", url=self._url(repository)) from None
+            path = _next_link(reply.headers.get("link", ""))
+        return tags
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """Descriptors the referrers API lists for ``digest``; None if the registry lacks it."""
+        reply = self._call(
+            "GET",
+            f"/v2/{repository}/referrers/{digest}",
+            scope=_scope(repository),
+            headers={"Accept": OCI_INDEX},
+            ok=(200, 404),
+        )
+        if reply.status == 404 or not reply.headers.get("content-type", "").startswith(OCI_INDEX):
+            return None
+        try:
+            manifests = json.loads(reply.body).get("manifests") or []
+        except (ValueError, AttributeError):
+            raise RegistryError("referrers list is not JSON", url=self._url(repository)) from None
+        return [item for item in manifests if isinstance(item, dict)]
+
+    # ---- blobs -------------------------------------------------------------------------------
+
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """The blob's size when the repository has it, else None."""
+        reply = self._call(
+            "HEAD", f"/v2/{repository}/blobs/{digest}", scope=_scope(repository), ok=(200, 404)
+        )
+        if reply.status == 404:
+            return None
+        return int(reply.headers.get("content-length", "0"))
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        """A small blob (config, zTOC) in memory."""
+        return b"".join(self.stream_blob(repository, digest))
+
+    def get_blob_range(self, repository: str, digest: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of a blob."""
+        if end <= start:
+            return b""
+        return b"".join(self.stream_blob(repository, digest, start=start, end=end))
+
+    def stream_blob(
+        self,
+        repository: str,
+        digest: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> Generator[bytes, None, None]:
+        """The blob's bytes ``[start, end)`` as chunks, never staged on disk.
+
+        A connection that breaks mid-body is re-opened with a Range request
+        from the first byte not yet yielded, so the consumer sees every byte
+        exactly once. Gives up after ``retry.attempts`` breaks in a row.
+        """
+        position = start
+        failures = 0
+        while end is None or position < end:
+            try:
+                for chunk in self._read_blob_from(repository, digest, position, end, chunk_size):
+                    position += len(chunk)
+                    failures = 0
+                    yield chunk
+                return
+            except (OSError, http.client.HTTPException, _ShortRead) as exc:
+                failures += 1
+                if failures >= self.retry.attempts:
+                    raise RegistryError(
+                        f"blob download broke {failures} times at byte {position}: {exc}",
+                        url=self._url(repository, "blobs", digest),
+                    ) from None
+                log.info("blob %s broke at byte %d (%s); resuming", digest, position, exc)
+                self.retry.sleep(self.retry.backoff(failures - 1))
+
+    def push_blob(
+        self,
+        repository: str,
+        data: bytes,
+        *,
+        mount_from: str | None = None,
+        chunk_size: int | None = None,
+    ) -> str:
+        """Upload ``data`` unless the repository already has it; returns its digest.
+
+        ``mount_from`` first asks for a cross-repository mount; ``chunk_size``
+        uploads in PATCH chunks instead of one PUT. A failed upload is started
+        over once from a new session.
+        """
+        digest = sha256_digest(data)
+        if self.blob_size(repository, digest) is not None:
+            return digest
+        try:
+            self._upload(repository, data, digest, mount_from, chunk_size)
+        except RegistryError as exc:
+            log.info("upload of %s to %s failed (%s); starting over", digest, repository, exc)
+            self._upload(repository, data, digest, mount_from, chunk_size)
+        return digest
+
+    def ping(self) -> None:
+        """``GET /v2/``: the registry answers (authenticating if it asks)."""
+        self._call("GET", "/v2/", scope="")
+
+    # ---- uploads -----------------------------------------------------------------------------
+
+    def _upload(
+        self,
+        repository: str,
+        data: bytes,
+        digest: str,
+        mount_from: str | None,
+        chunk_size: int | None,
+    ) -> None:
+        scope = _scope(repository, push=True)
+        path = f"/v2/{repository}/blobs/uploads/"
+        if mount_from:
+            path += f"?mount={digest}&from={mount_from}"
+            scope += " " + _scope(mount_from)
+        started = self._call("POST", path, scope=scope, ok=(201, 202))
+        if started.status == 201:
+            return
+        location = self._location(started, repository)
+        if chunk_size:
+            for offset in range(0, len(data), chunk_size):
+                piece = data[offset : offset + chunk_size]
+                patched = self._call(
+                    "PATCH",
+                    location,
+                    scope=scope,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + len(piece) - 1}",
+                    },
+                    body=piece,
+                    ok=(202,),
+                )
+                location = self._location(patched, repository)
+            data = b""
+        self._call(
+            "PUT",
+            _with_query(location, digest=digest),
+            scope=scope,
+            headers={"Content-Type": "application/octet-stream"},
+            body=data,
+            ok=(201,),
+        )
+
+    def _location(self, reply: Reply, repository: str) -> str:
+        location = reply.headers.get("location")
+        if not location:
+            raise RegistryError("upload answer has no Location", url=self._url(repository))
+        return location
+
+    # ---- blob reading ------------------------------------------------------------------------
+
+    def _read_blob_from(
+        self, repository: str, digest: str, position: int, end: int | None, chunk_size: int
+    ) -> Iterator[bytes]:
+        headers = {}
+        if position or end is not None:
+            last = "" if end is None else str(end - 1)
+            headers["Range"] = f"bytes={position}-{last}"
+        conn_key, response = self._open(
+            "GET", f"/v2/{repository}/blobs/{digest}", scope=_scope(repository), headers=headers
+        )
+        finished = False
+        pending = bytearray()  # arrived, not yet yielded
+        try:
+            remaining = self._body_length(response, repository, digest, position, end)
+            while remaining is None or remaining > 0:
+                want = chunk_size - len(pending)
+                # read1: take what has arrived instead of waiting for a whole chunk, so a
+                # connection that breaks loses nothing the socket had already delivered
+                piece = response.read1(want if remaining is None else min(want, remaining))
+                if not piece:
+                    if remaining is None:
+                        break
+                    raise _ShortRead(f"body ended {remaining} bytes early")
+                pending += piece
+                if remaining is not None:
+                    remaining -= len(piece)
+                if len(pending) >= chunk_size:
+                    yield bytes(pending)
+                    pending.clear()
+            if pending:
+                yield bytes(pending)
+            finished = True
+        except (OSError, http.client.HTTPException, _ShortRead):
+            if pending:  # good bytes: the resume starts after them
+                yield bytes(pending)
+            raise
+        finally:
+            if not finished or not response.isclosed():
+                self._drop(conn_key)
+
+    def _body_length(
+        self,
+        response: http.client.HTTPResponse,
+        repository: str,
+        digest: str,
+        position: int,
+        end: int | None,
+    ) -> int | None:
+        """Bytes to read from ``response``; skips what a server ignoring Range re-sent."""
+        url = self._url(repository, "blobs", digest)
+        length = response.getheader("content-length")
+        total = int(length) if length is not None else None
+        if response.status == 206:
+            first = _content_range_start(response.getheader("content-range", ""))
+            if first != position:
+                raise RegistryError(f"asked for byte {position}, got range from {first}", url=url)
+            return total
+        if response.status != 200:
+            body = response.read(64 * 1024)
+            raise _status_error(f"GET blob {digest}", response.status, body, url)
+        if position:  # the server ignored Range and sent the whole blob: skip to position
+            _discard(response, position)
+            total = None if total is None else total - position
+        if end is not None:
+            total = end - position if total is None else min(total, end - position)
+        return total
+
+    # ---- the request loop --------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        ok: Iterable[int] = (200,),
+    ) -> Reply:
+        """One request with retries, auth and redirects; the whole body read."""
+        conn_key, response = self._open(method, path, scope=scope, headers=headers, body=body)
+        try:
+            # Read even a HEAD answer (b""): only a read response frees the connection for
+            # the next request; an unread one makes it fail with ResponseNotReady.
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop(conn_key)
+            raise RegistryError(
+                f"{method} failed reading the answer: {exc}", url=_clean(path)
+            ) from None
+        reply = Reply(response.status, _lower_headers(response), data)
+        if reply.status not in tuple(ok):
+            raise _status_error(
+                f"{method} {_resource(path)}", reply.status, data, self._absolute(path)
+            )
+        return reply
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> tuple[tuple[str, str], http.client.HTTPResponse]:
+        """Send a request until it gets an answer worth returning (not 401 once, not a
+        retryable failure while attempts remain, not a redirect); the body is unread."""
+        url = self._absolute(path)
+        authenticated = False
+        redirects = 0
+        attempt = 0
+        while True:
+            send_headers = dict(headers or {})
+            own_host = urllib.parse.urlsplit(url).netloc == self.host
+            if own_host:
+                send_headers.update(self._auth_header(scope))
+            try:
+                conn_key, response = self._send(method, url, send_headers, body)
+            except (OSError, http.client.HTTPException) as exc:
+                attempt += 1
+                if attempt >= self.retry.attempts:
+                    raise RegistryError(
+                        f"{method} failed after {attempt} attempts: {exc}", url=_clean(url)
+                    ) from None
+                self.retry.sleep(self.retry.backoff(attempt - 1))
+                continue
+            status = response.status
+            if status == 401 and own_host and not authenticated:
+                challenge = response.getheader("www-authenticate", "")
+                self._finish(conn_key, response)
+                self._authenticate(challenge, scope, url)
+                authenticated = True
+                continue
+            if status in _REDIRECT_STATUSES and response.getheader("location"):
+                redirects += 1
+                location = urllib.parse.urljoin(url, response.getheader("location", ""))
+                self._finish(conn_key, response)
+                if redirects > 5:
+                    raise RegistryError("too many redirects", url=_clean(url))
+                url = location
+                continue
+            if status in _RETRY_STATUSES and attempt + 1 < self.retry.attempts:
+                wait = self._retry_wait(response, attempt)
+                self._finish(conn_key, response)
+                log.info("%s %s answered %d; retrying in %.2fs", method, _clean(url), status, wait)
+                attempt += 1
+                self.retry.sleep(wait)
+                continue
+            if status == 401:
+                self._finish(conn_key, response)
+                raise AuthError("the registry refused our credentials", status=401, url=_clean(url))
+            return conn_key, response
+
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[tuple[str, str], http.client.HTTPResponse]:
+        parts = urllib.parse.urlsplit(url)
+        conn_key = (parts.scheme, parts.netloc)
+        conn = self._connection(conn_key)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if body is not None:
+            headers.setdefault("Content-Length", str(len(body)))
+        try:
+            conn.request(method, target, body=body, headers=headers)
+            response = conn.getresponse()
+        except BaseException:
+            self._drop(conn_key)
+            raise
+        if self.observer is not None:
+            self.observer(method, _clean(url), response.status)
+        log.debug("%s %s -> %d", method, _clean(url), response.status)
+        return conn_key, response
+
+    def _retry_wait(self, response: http.client.HTTPResponse, attempt: int) -> float:
+        retry_after = _parse_retry_after(response.getheader("retry-after"))
+        if retry_after is not None:
+            return min(retry_after, self.retry.max_retry_after)
+        return self.retry.backoff(attempt)
+
+    def _finish(self, conn_key: tuple[str, str], response: http.client.HTTPResponse) -> None:
+        """Read a response we do not want so the connection can be reused."""
+        try:
+            _discard(response, None)
+        except (OSError, http.client.HTTPException):
+            self._drop(conn_key)
+
+    # ---- connections -------------------------------------------------------------------------
+
+    def _connection(self, key: tuple[str, str]) -> http.client.HTTPConnection:
+        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._pool()
+        conn = pool.get(key)
+        if conn is None:
+            scheme, netloc = key
+            factory = (
+                http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            )
+            conn = factory(netloc, timeout=self.timeout)
+            pool[key] = conn
+        return conn
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        conn = self._pool().pop(key, None)
+        if conn is not None:
+            conn.close()
+
+    def _pool(self) -> dict[tuple[str, str], http.client.HTTPConnection]:
+        pool: dict[tuple[str, str], http.client.HTTPConnection] | None = getattr(
+            self._local, "pool", None
+        )
+        if pool is None:
+            pool = self._local.pool = {}
+        return pool
+
+    def close(self) -> None:
+        """Close this thread's connections."""
+        for key in list(self._pool()):
+            self._drop(key)
+
+    # ---- auth --------------------------------------------------------------------------------
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        auth = self._auth
+        if auth.scheme == "basic":
+            creds = auth.source.credentials()
+            return {"Authorization": creds.basic()} if creds else {}
+        if auth.scheme == "bearer":
+            with auth.lock:
+                token = auth.tokens.get(scope)
+            if token and token[1] > time.monotonic():
+                return {"Authorization": f"Bearer {token[0]}"}
+        return {}
+
+    def _authenticate(self, challenge: str, scope: str, url: str) -> None:
+        scheme, params = _parse_challenge(challenge)
+        if scheme == "basic":
+            if self._auth.source.credentials() is None:
+                raise AuthError("the registry wants a login and we have none", url=_clean(url))
+            self._auth.scheme = "basic"
+        elif scheme == "bearer" and params.get("realm"):
+            self._auth.realm = params["realm"]
+            self._auth.service = params.get("service", "")
+            self._auth.scheme = "bearer"
+            self._fetch_token(scope or params.get("scope", ""))
+        else:
+            raise AuthError("unsupported authentication challenge", status=401, url=_clean(url))
+
+    def _fetch_token(self, scope: str) -> None:
+        """Token auth (distribution's token spec): ask the realm for a token for ``scope``."""
+        query = [("service", self._auth.service)] if self._auth.service else []
+        query += [("scope", part) for part in scope.split()]
+        realm = self._auth.realm
+        token_url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        creds = self._auth.source.credentials()
+        headers = {"Authorization": creds.basic()} if creds else {}
+        conn_key, response = self._send("GET", token_url, headers, None)
+        body = response.read()
+        self._finish(conn_key, response)
+        if response.status != 200:
+            raise AuthError(
+                "the token service refused us", status=response.status, url=_clean(realm)
+            )
+        try:
+            answer = json.loads(body)
+            token = answer.get("token") or answer.get("access_token")
+            lifetime = float(answer.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise AuthError("the token service sent no token", url=_clean(realm))
+        with self._auth.lock:
+            self._auth.tokens[scope] = (token, time.monotonic() + max(lifetime - 10, 1))
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _absolute(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.scheme}://{self.host}{path}"
+
+    def _url(self, repository: str, *parts: str) -> str:
+        return "/".join((f"{self.scheme}://{self.host}/v2/{repository}", *parts))
+
+
+def _scope(repository: str, *, push: bool = False) -> str:
+    return f"repository:{repository}:{'pull,push' if push else 'pull'}" if repository else ""
+
+
+def _clean(url: str) -> str:
+    """A URL safe to show: no query (pre-signed URLs and upload states carry secrets)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _with_query(url: str, **params: str) -> str:
+    return url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
+
+
+def _lower_headers(response: http.client.HTTPResponse) -> dict[str, str]:
+    return {name.lower(): value for name, value in response.getheaders()}
+
+
+def _discard(response: http.client.HTTPResponse, count: int | None) -> None:
+    """Read and drop ``count`` bytes (all, when None)."""
+    left = count
+    while left is None or left > 0:
+        chunk = response.read(CHUNK_SIZE if left is None else min(CHUNK_SIZE, left))
+        if not chunk:
+            if left is not None:
+                raise _ShortRead("body ended while skipping")
+            return
+        if left is not None:
+            left -= len(chunk)
+
+
+def _resource(path: str) -> str:
+    """What a request path names, for error messages."""
+    for marker, name in (
+        ("/manifests/", "manifest"),
+        ("/blobs/uploads", "blob upload"),
+        ("/blobs/", "blob"),
+        ("/tags/list", "tag list"),
+        ("/referrers/", "referrers"),
+    ):
+        if marker in path:
+            return name
+    return "request"
+
+
+def _registry_errors(body: bytes) -> list[dict[str, Any]]:
+    """The ``errors`` array of an OCI error body; empty when the body is not one."""
+    try:
+        errors = json.loads(body).get("errors") or []
+    except (ValueError, AttributeError, TypeError):
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _error_codes(body: bytes) -> set[str]:
+    return {str(e.get("code", "")) for e in _registry_errors(body)}
+
+
+def _status_error(what: str, status: int, body: bytes, url: str) -> RegistryError:
+    """A RegistryError with the registry's own error message, when it sent one."""
+    errors = _registry_errors(body)
+    detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors[:3])
+    cls = AuthError if status in (401, 403) else RegistryError
+    message = f"{what} failed" + (f": {detail}" if detail else "")
+    return cls(message, status=status, url=_clean(url))
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    params = {key.lower(): value for key, value in re.findall(r'(\w+)="([^"]*)"', rest)}
+    return scheme.lower(), params
+
+
+def _content_range_start(value: str) -> int | None:
+    match = re.match(r"bytes (\d+)-", value.strip())
+    return int(match.group(1)) if match else None
+
+
+def _next_link(header: str) -> str | None:
+    match = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', header)
+    return match.group(1) if match else None

@@ -49,7 +49,8 @@ DEFAULT_MAX_LAYER_WORKERS = 4  # layers of one image indexed at once
 MAX_LAYER_WORKERS = 32
 DEFAULT_METRICS_NAMESPACE = "SociIndexBuilder"
 DEFAULT_SERVICE_NAME = "soci-index-builder"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Python's names and Lambda's (TRACE, WARN, FATAL) for the handler's LOG_LEVEL.
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL")
 DEFAULT_LOG_LEVEL = "INFO"
 
 # ---- Patterns (ASCII classes on purpose: ``\d`` and ``\w`` accept other scripts) -------------

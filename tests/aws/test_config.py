@@ -105,3 +105,8 @@ def test_a_bad_environment_fails_the_cold_start_with_a_json_log_line() -> None:
     assert logged["level"] == "ERROR"
     assert any("SOCI_SPAN_SIZE_BYTES" in problem for problem in logged["problems"])
     assert "ConfigurationError" in done.stderr
+
+
+@pytest.mark.parametrize("level", ["TRACE", "WARN", "FATAL"])
+def test_lambdas_own_log_level_names_are_accepted(level: str) -> None:
+    assert load_config({"LOG_LEVEL": level}).log_level == level

@@ -192,3 +192,48 @@ def test_a_metric_keeps_one_unit() -> None:
     metrics.add("BuildSeconds", Unit.SECONDS, 1.0)
     with pytest.raises(ValueError, match="BuildSeconds"):
         metrics.add("BuildSeconds", Unit.COUNT, 1)
+
+
+# Lambda's application log-level filter (JSON log format): a line whose "level" is missing
+# or not one of these counts as INFO; a line is kept when its level is at or above the
+# function's level.
+LAMBDA_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+
+def _lambda_keeps(line: dict[str, object], function_level: str) -> bool:
+    level = str(line.get("level", "")).upper()
+    rank = LAMBDA_LEVELS.index(level) if level in LAMBDA_LEVELS else LAMBDA_LEVELS.index("INFO")
+    return rank >= LAMBDA_LEVELS.index(function_level)
+
+
+def _write_everything(level: str, stream: io.StringIO) -> None:
+    logger = Logger("indexer", name="soci_indexer_test", level=level, stream=stream)
+    metrics = Metrics("SociIndexBuilder", "indexer", level=level, stream=stream)
+    logger.debug("progress")
+    logger.info("image indexed")
+    logger.warning("layer skipped")
+    logger.error("image failed")
+    metrics.add("ImagesIndexed", Unit.COUNT, 1)
+    metrics.add("ImagesSkipped", Unit.COUNT, 1, reason="untagged")
+    metrics.flush()
+
+
+@pytest.mark.parametrize("level", LAMBDA_LEVELS)
+def test_every_metric_survives_lambdas_log_level_filter_at_each_level(
+    level: str, stream: io.StringIO
+) -> None:
+    _write_everything(level, stream)
+    documents = [line for line in _lines(stream) if "_aws" in line]
+    assert len(documents) == 2
+    assert [d for d in documents if _lambda_keeps(d, level)] == documents
+
+
+@pytest.mark.parametrize("level", LAMBDA_LEVELS)
+def test_every_line_says_a_level_lambda_knows(level: str, stream: io.StringIO) -> None:
+    _write_everything(level, stream)
+    assert {str(line.get("level")) for line in _lines(stream)} <= set(LAMBDA_LEVELS)
+
+
+def test_a_warning_is_written_with_lambdas_name_for_it(logger: Logger, stream: io.StringIO) -> None:
+    logger.warning("layer skipped")
+    assert _lines(stream)[0]["level"] == "WARN"

@@ -79,7 +79,7 @@ def _load_cold_start_config() -> HandlerConfig:
 
 CONFIG = _load_cold_start_config()
 LOGGER = Logger(CONFIG.service_name, level=CONFIG.log_level)
-METRICS = Metrics(CONFIG.metrics_namespace, CONFIG.service_name)
+METRICS = Metrics(CONFIG.metrics_namespace, CONFIG.service_name, level=CONFIG.log_level)
 
 
 def handler(event: object, context: LambdaContext) -> dict[str, object]:

@@ -30,6 +30,44 @@ _SECRET_TEXT = re.compile(
 )
 REDACTED = "[redacted]"
 
+# Lambda's application log levels, least to most severe. With the JSON log format and a
+# log level set, Lambda keeps a line only if its "level" is at or above the function's;
+# a line without a level it knows counts as INFO, so a metric line without one vanishes
+# under WARN or ERROR. Every line we write says one of these.
+LAMBDA_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+# Lambda's names and Python's spellings -> the ``logging`` level that writes them.
+_LOGGING_LEVELS = {
+    "TRACE": logging.DEBUG,
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "FATAL": logging.CRITICAL,
+    "CRITICAL": logging.CRITICAL,
+}
+_LAMBDA_NAMES = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARN",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "FATAL",
+}
+
+
+def logging_level(level: str) -> int:
+    """The ``logging`` level for a Lambda or Python level name (``WARN`` or ``WARNING``)."""
+    try:
+        return _LOGGING_LEVELS[level.upper()]
+    except KeyError:
+        raise ValueError(f"unknown log level {level!r}") from None
+
+
+def lambda_level(levelno: int) -> str:
+    """The name Lambda's log-level filter knows for a ``logging`` level."""
+    known = max((n for n in _LAMBDA_NAMES if n <= levelno), default=logging.DEBUG)
+    return _LAMBDA_NAMES[known]
+
 
 def redact(text: str) -> str:
     """Blank out anything in ``text`` that looks like a credential.
@@ -72,7 +110,7 @@ class _JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "level": record.levelname,
+            "level": lambda_level(record.levelno),
             "message": record.getMessage(),
             "timestamp": datetime.fromtimestamp(record.created, UTC)
             .isoformat(timespec="milliseconds")
@@ -129,7 +167,7 @@ class Logger:
         self.keys: dict[str, object] = {}
         self._logger = logging.getLogger(name)
         self._logger.propagate = False
-        self._logger.setLevel(level)
+        self._logger.setLevel(logging_level(level))
         for old in [h for h in self._logger.handlers if isinstance(h, _StdoutHandler)]:
             self._logger.removeHandler(old)
         handler = _StdoutHandler(stream)
@@ -137,7 +175,7 @@ class Logger:
         self._logger.addHandler(handler)
 
     def set_level(self, level: str) -> None:
-        self._logger.setLevel(level)
+        self._logger.setLevel(logging_level(level))
 
     def append_keys(self, **keys: object) -> None:
         """Add context (request id, repository...) to every following line."""
@@ -175,11 +213,23 @@ class Metrics:
     Every metric has the ``service`` dimension. A metric added with a
     ``reason`` is published twice: under ``service`` alone (for totals and
     alarms) and under ``service`` + ``reason`` (to see why).
+
+    Each document carries a ``level`` that the function's own log level keeps:
+    INFO, or ``level`` when that is more severe (WARN, ERROR, FATAL), so no
+    log-level filter of Lambda drops a metric.
     """
 
-    def __init__(self, namespace: str, service: str, *, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        service: str,
+        *,
+        level: str = "INFO",
+        stream: TextIO | None = None,
+    ) -> None:
         self.namespace = namespace
         self.service = service
+        self.level = lambda_level(max(logging.INFO, logging_level(level)))
         self._stream = stream
         # reason ("" for none) -> metric name -> (unit, values)
         self._groups: dict[str, dict[str, tuple[Unit, list[float]]]] = {}
@@ -235,6 +285,7 @@ class Metrics:
         }
         document: dict[str, object] = {
             "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [directive]},
+            "level": self.level,
             "service": self.service,
         }
         if reason:

@@ -8,7 +8,9 @@ any byte is read), return early when ``<tag><suffix>`` (v1: the image's
 referrers) already holds exactly what this run would write, stream every
 qualifying layer through the engine (a bounded pool, nothing on disk), then
 push zTOCs, SOCI indexes, SOCI-enabled manifests and, last of all, the output
-tag, so it never names a partial result.
+tag, so it never names a partial result. Just before that write the source tag
+is resolved again: if another push moved it meanwhile, the run stops
+(``tag-moved``) rather than point ``<tag><suffix>`` back at the older image.
 All JSON is Go-canonical and deterministic, so a repeat run computes the same
 digests and every object it would push is already there.
 """
@@ -78,6 +80,7 @@ class ImageStatus(StrEnum):
     NO_QUALIFYING_LAYERS = "skipped-no-qualifying-layers"
     SOCI_ARTIFACT = "skipped-soci-artifact"  # the push is itself SOCI output
     NOT_AN_IMAGE = "skipped-not-an-image"  # attestation, signature, other artifact
+    TAG_MOVED = "skipped-tag-moved"  # a newer push took the tag while this run worked
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,10 @@ class _Run:
         self.progress = progress
         self.started = time.monotonic()
         self.tag, self.digest = _split_reference(reference)
+        # Asked for a tag alone, the run indexes what the tag names when it starts, and
+        # must find it still there before naming the output after it. ``tag@digest``
+        # pins the image: the caller chose it, whatever the tag names now.
+        self.follows_tag = not self.digest
         self.output_tag = _output_tag(self.tag, self.digest, options.tag_suffix)
         self.ztoc_sizes: dict[str, int] = {}  # zTOC digest -> size, as pushed
 
@@ -380,6 +387,7 @@ class _Run:
             )
         output = self._output_index(index, platforms, entries).serialize()
         self._check_deadline()
+        self._check_tag_unmoved()
         digest = manifests.sha256_digest(output)
         if self.client.head_manifest(self.repository, self.output_tag) != digest:
             self.client.put_manifest(self.repository, self.output_tag, output, settings.OCI_INDEX)
@@ -391,6 +399,24 @@ class _Run:
             platforms,
             soci_indexes=tuple(entry.soci_index.digest for entry in entries),
         )
+
+    def _check_tag_unmoved(self) -> None:
+        """Stop before the output tag if the source tag no longer names the indexed image.
+
+        Two pushes of one tag can be indexed at once; the run for the older image
+        must not overwrite (or precede) the newer one's output. The newer push has
+        its own event, whose run writes the output tag.
+        """
+        if not self.follows_tag:
+            return
+        current = self.client.head_manifest(self.repository, self.tag)
+        if current != self.digest:
+            now = f"names {current}" if current else "no longer exists"
+            raise _Skip(
+                ImageStatus.TAG_MOVED,
+                f"tag {self.tag} {now}, not the indexed {self.digest}: "
+                f"{self.output_tag} was left to that image's run",
+            )
 
     def _output_index(
         self,

@@ -215,6 +215,26 @@ def test_a_duplicate_delivery_keeps_the_same_digests_and_does_not_fail(
     assert values[("ImagesSkipped", "already-indexed")] == [1]
 
 
+def test_a_tag_moved_by_a_newer_push_during_the_run_is_a_counted_skip(
+    registry: LocalRegistry, config: HandlerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pushed = push(registry, "handler/moved")
+    newer = PlatformImage("linux", "arm64", (BIG,), variant="v8")
+
+    def push_newer_on_first_upload(method: str, url: str, status: int) -> None:
+        if method == "POST" and "/blobs/uploads/" in url and not moved:
+            moved.append(push_image(registry.client(), "handler/moved", "v1", [newer]))
+
+    moved: list[PushedImage] = []
+    client = registry.client(observer=push_newer_on_first_upload)
+    result = run_batch([push_event(pushed)], lambda account, region: client, config)
+    assert result == {"batchItemFailures": []}
+    assert moved
+    assert registry.client().head_manifest("handler/moved", "v1-soci") is None
+    values = metric_values(emf_documents(capsys.readouterr().out))
+    assert values[("ImagesSkipped", "tag-moved")] == [1]
+
+
 def test_a_deadline_too_close_fails_the_record_and_writes_no_output_tag(
     registry: LocalRegistry,
     loopback: Callable[[str, str], RegistryClient],

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -275,6 +276,49 @@ def test_a_passed_deadline_stops_before_anything_is_tagged(registry: LocalRegist
     with pytest.raises(DeadlineExceeded):
         index_image(registry.client(), "pipeline/late", "v1", late)
     assert registry.client().head_manifest("pipeline/late", "v1-soci") is None
+
+
+def _moving_the_tag_once(
+    registry: LocalRegistry, repository: str, newer: list[ImageResult] | None = None
+) -> Callable[[str, int, int], None]:
+    """A progress callback that, while the first layer streams, pushes a newer image to
+    ``v1`` (the tag being indexed) and, given a ``newer`` list, indexes it to the end and
+    keeps its result there: what a second push of the same tag, handled at once, does."""
+    lock = threading.Lock()
+    moved: list[bool] = []
+
+    def move(layer: str, done: int, total: int) -> None:
+        with lock:
+            if moved:
+                return
+            moved.append(True)
+            push(registry, repository, amd64(BIG_B))
+            if newer is not None:
+                newer.append(index_image(registry.client(), repository, "v1", OPTIONS))
+
+    return move
+
+
+def test_a_tag_moved_during_the_run_is_not_given_the_older_images_index(
+    registry: LocalRegistry,
+) -> None:
+    push(registry, "pipeline/moved", amd64(BIG_A))
+    move = _moving_the_tag_once(registry, "pipeline/moved")
+    result = index_image(registry.client(), "pipeline/moved", "v1", OPTIONS, progress=move)
+    assert (result.status, result.output_reference) == (ImageStatus.TAG_MOVED, None)
+    assert registry.client().head_manifest("pipeline/moved", "v1-soci") is None
+
+
+def test_a_newer_result_written_while_an_older_run_worked_is_kept(
+    registry: LocalRegistry,
+) -> None:
+    push(registry, "pipeline/raced", amd64(BIG_A))
+    newer: list[ImageResult] = []
+    move = _moving_the_tag_once(registry, "pipeline/raced", newer)
+    index_image(registry.client(), "pipeline/raced", "v1", OPTIONS, progress=move)
+    (newer_result,) = newer
+    written = registry.client().head_manifest("pipeline/raced", "v1-soci")
+    assert f"v1-soci@{written}" in str(newer_result.output_reference)
 
 
 # ---- image shapes ---------------------------------------------------------------------------

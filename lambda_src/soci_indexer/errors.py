@@ -11,6 +11,14 @@ class SociError(Exception):
     """Base class of every error raised by soci_indexer."""
 
 
+class PermanentError(SociError):
+    """The input itself is wrong or unsupported: trying again cannot help.
+
+    The Lambda handler skips such a record (counted, with the error as reason)
+    rather than have SQS deliver it again; any other error is retried.
+    """
+
+
 # ---- engine: layers and zTOCs ----------------------------------------------------------------
 
 
@@ -45,11 +53,11 @@ class ZtocFormatError(SociError):
 # ---- oci: references, manifests, registries --------------------------------------------------
 
 
-class InvalidReference(SociError):
+class InvalidReference(PermanentError):
     """An image reference that does not parse."""
 
 
-class ManifestError(SociError):
+class ManifestError(PermanentError):
     """A manifest, index or config that does not decode as what it claims to be."""
 
 
@@ -85,11 +93,11 @@ class ConfigurationError(SociError):
         super().__init__("invalid configuration: " + "; ".join(problems))
 
 
-class InvalidEvent(SociError):
+class InvalidEvent(PermanentError):
     """An event (or SQS message) that is not a well-formed ECR Image Action."""
 
 
-class AccountNotAllowed(SociError):
+class AccountNotAllowed(PermanentError):
     """An event about another account's registry, which this function may not serve."""
 
 
@@ -103,3 +111,7 @@ class IndexingFailed(SociError):
 
 class EcsError(SociError):
     """An ECS API call failed (no credentials, unknown cluster, access denied...)."""
+
+
+class SqsError(SociError):
+    """An SQS API call failed, or a record does not say which queue it came from."""

@@ -52,6 +52,11 @@ DEFAULT_SERVICE_NAME = "soci-index-builder"
 # Python's names and Lambda's (TRACE, WARN, FATAL) for the handler's LOG_LEVEL.
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL")
 DEFAULT_LOG_LEVEL = "INFO"
+# A record that failed in a way worth retrying is hidden this long before its next
+# delivery, doubled for each delivery so far (1, 2, 4... minutes), at most the maximum,
+# instead of the queue's whole visibility timeout.
+RETRY_DELAY_SECONDS = 60
+MAX_RETRY_DELAY_SECONDS = 15 * 60
 
 # ---- Patterns (ASCII classes on purpose: ``\d`` and ``\w`` accept other scripts) -------------
 

@@ -30,22 +30,52 @@ def _body(name: str, **envelope: str) -> str:
     return json.dumps(event)
 
 
-def test_a_batch_reports_only_the_failing_record(
-    context: FakeContext,
-    no_registry: Callable[[str, str], object],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    batch = sqs_batch(_body("push-untagged-child"), _body("push-tagged", account=OTHER_ACCOUNT))
-    result = process_event(batch, context, client_factory=no_registry)
+def _refusing_registry(account: str, region: str) -> object:
+    raise AuthError("the registry refused our credentials")
+
+
+def test_a_batch_reports_only_the_failing_record(context: FakeContext) -> None:
+    batch = sqs_batch(_body("push-untagged-child"), _body("push-tagged"))
+    result = process_event(batch, context, client_factory=_refusing_registry)
     assert result == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
 
 
-def test_a_malformed_message_body_fails_that_record_only(
+def test_a_malformed_message_body_is_skipped_and_never_delivered_again(
     context: FakeContext, no_registry: Callable[[str, str], object]
 ) -> None:
     batch = sqs_batch(_body("delete"), '{"source": "aws.ecr", "detail', _body("push-failed"))
     result = process_event(batch, context, client_factory=no_registry)
-    assert result == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    assert result == {"batchItemFailures": []}
+
+
+def test_an_event_of_a_refused_account_is_skipped_and_never_delivered_again(
+    context: FakeContext,
+    no_registry: Callable[[str, str], object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    batch = sqs_batch(_body("push-tagged", account=OTHER_ACCOUNT))
+    result = process_event(batch, context, client_factory=no_registry)
+    assert result == {"batchItemFailures": []}
+    values = metric_values(emf_documents(capsys.readouterr().out))
+    assert values == {("ImagesSkipped", "account-not-allowed"): [1]}
+
+
+def test_a_rejected_record_is_logged_as_an_error_with_its_type(
+    context: FakeContext,
+    no_registry: Callable[[str, str], object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    process_event(sqs_batch("not json"), context, client_factory=no_registry)
+    (error,) = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "ERROR"]
+    assert (error["error_type"], error["reason"]) == ("InvalidEvent", "invalid-event")
+
+
+def test_a_retryable_failure_is_not_counted_as_a_skip(
+    context: FakeContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    process_event(sqs_batch(_body("push-tagged")), context, client_factory=_refusing_registry)
+    values = metric_values(emf_documents(capsys.readouterr().out))
+    assert values == {("ImagesFailed", "AuthError"): [1]}
 
 
 def test_a_batch_of_skipped_events_has_no_failures_and_never_asks_for_a_registry(
@@ -157,7 +187,7 @@ def test_skips_and_failures_are_counted_by_reason_in_valid_emf(
         ("ImagesSkipped", "not-a-push"): [1],
         ("ImagesSkipped", "push-failed"): [1],
         ("ImagesSkipped", "soci-artifact"): [1],
-        ("ImagesFailed", "InvalidEvent"): [1],
+        ("ImagesSkipped", "invalid-event"): [1],
     }
 
 
@@ -201,9 +231,7 @@ def test_context_of_one_record_does_not_leak_into_the_next(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     process_event(sqs_batch(_body("push-soci-output"), "[]"), context, client_factory=no_registry)
-    (failed,) = [
-        line for line in log_lines(capsys.readouterr().out) if line["message"] == "image failed"
-    ]
+    (failed,) = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "ERROR"]
     assert failed["message_id"] == "msg-1"
     assert "tag" not in failed
 

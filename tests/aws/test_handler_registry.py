@@ -235,6 +235,19 @@ def test_a_tag_moved_by_a_newer_push_during_the_run_is_a_counted_skip(
     assert values[("ImagesSkipped", "tag-moved")] == [1]
 
 
+def test_an_image_whose_output_tag_cannot_exist_is_skipped_and_never_delivered_again(
+    registry: LocalRegistry,
+    loopback: Callable[[str, str], RegistryClient],
+    config: HandlerConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    longest_tag = "v" * 128  # a valid tag; with "-soci" appended it is not
+    pushed = push(registry, "handler/longtag", tag=longest_tag)
+    assert run_batch([push_event(pushed)], loopback, config) == {"batchItemFailures": []}
+    values = metric_values(emf_documents(capsys.readouterr().out))
+    assert values == {("ImagesSkipped", "invalid-reference"): [1]}
+
+
 def test_a_deadline_too_close_fails_the_record_and_writes_no_output_tag(
     registry: LocalRegistry,
     loopback: Callable[[str, str], RegistryClient],

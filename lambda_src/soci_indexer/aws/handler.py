@@ -2,8 +2,12 @@
 
 Deliveries come as SQS batches (the rule's target is a queue, so failures are
 retried and then dead-lettered) or as one bare EventBridge event when the
-function is invoked directly. Configuration is read once, at cold start; a bad
-value fails the cold start with a message naming the variable.
+function is invoked directly. A record that can never succeed (an invalid
+event, a refused account, an unsupported image: ``PermanentError``) is skipped
+and counted, not delivered again; any other failure is retried after a short,
+growing delay (``aws.sqs``) rather than the queue's visibility timeout.
+Configuration is read once, at cold start; a bad value fails the cold start
+with a message naming the variable.
 
 Security boundary: the only registry the production handler talks to is the
 ECR registry of the event's account and region (``ecr.registry_host``), and
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -31,8 +36,15 @@ from soci_indexer.aws.events import (
     skip_reason,
     sqs_records,
 )
+from soci_indexer.aws.sqs import delay_retry
 from soci_indexer.aws.telemetry import Logger, Metrics, Unit
-from soci_indexer.errors import ConfigurationError, IndexingFailed, NoTimeLeft, SociError
+from soci_indexer.errors import (
+    ConfigurationError,
+    IndexingFailed,
+    NoTimeLeft,
+    PermanentError,
+    SociError,
+)
 
 if TYPE_CHECKING:
     from soci_indexer.oci.client import RegistryClient
@@ -43,6 +55,9 @@ SAFETY_MARGIN_SECONDS = 60.0
 
 ClientFactory = Callable[[str, str], "RegistryClient"]
 """``(account, region) -> RegistryClient`` for the registry an event is about."""
+
+RetryDelay = Callable[[Mapping[str, object]], int]
+"""Hides a failed SQS record until its retry is due; returns the seconds (``sqs.delay_retry``)."""
 
 
 class LambdaContext(Protocol):
@@ -56,15 +71,17 @@ class LambdaContext(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened to one event: ``indexed``, ``skipped`` (with why) or ``failed``."""
+    """What happened to one event: ``indexed``, ``skipped`` (with why), ``rejected``
+    (a permanent error: never worth another delivery) or ``failed`` (worth a retry)."""
 
-    status: Literal["indexed", "skipped", "failed"]
+    status: Literal["indexed", "skipped", "rejected", "failed"]
     reason: str = ""
     output_reference: str | None = None
 
     @property
     def failed(self) -> bool:
-        return self.status == "failed"
+        """True when the event did not succeed: a direct invocation raises for it."""
+        return self.status in ("rejected", "failed")
 
 
 def _load_cold_start_config() -> HandlerConfig:
@@ -84,7 +101,7 @@ METRICS = Metrics(CONFIG.metrics_namespace, CONFIG.service_name, level=CONFIG.lo
 
 def handler(event: object, context: LambdaContext) -> dict[str, object]:
     """The Lambda handler: production settings, ECR registries only."""
-    return process_event(event, context, client_factory=_ecr_client_for)
+    return process_event(event, context, client_factory=_ecr_client_for, retry_delay=delay_retry)
 
 
 def process_event(
@@ -94,6 +111,7 @@ def process_event(
     client_factory: ClientFactory,
     config: HandlerConfig | None = None,
     safety_margin_seconds: float = SAFETY_MARGIN_SECONDS,
+    retry_delay: RetryDelay | None = None,
 ) -> dict[str, object]:
     """Handle one invocation exactly as production does, with the registry client injected.
 
@@ -104,12 +122,14 @@ def process_event(
 
     An SQS batch (``{"Records": [...]}``) returns
     ``{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}`` naming only
-    the records that failed, so only those are retried. A bare EventBridge
+    the records that failed and are worth a retry; each of them is first handed
+    to ``retry_delay`` (production: ``sqs.delay_retry``; None leaves the queue's
+    visibility timeout in force). Rejected records are skipped. A bare EventBridge
     event returns a summary, or raises ``IndexingFailed`` so the invocation
     counts as failed. Skipped events (untagged, our own output...) succeed.
     ``config`` defaults to the one read from the environment at cold start.
     """
-    run = _Run(context, client_factory, config or CONFIG, safety_margin_seconds)
+    run = _Run(context, client_factory, config or CONFIG, safety_margin_seconds, retry_delay)
     run.log_context()
     try:
         records = sqs_records(event)
@@ -144,22 +164,38 @@ class _Run:
         client_factory: ClientFactory,
         config: HandlerConfig,
         safety_margin_seconds: float,
+        retry_delay: RetryDelay | None,
     ) -> None:
         self.context = context
         self.client_factory = client_factory
         self.config = config
         self.safety_margin_seconds = safety_margin_seconds
+        self.retry_delay = retry_delay
 
     def batch(self, records: list[Mapping[str, object]]) -> dict[str, object]:
         failures = []
         for record in records:
             message_id = str(record.get("messageId", ""))
             self.log_context(message_id=message_id)
-            if self.one_message(record.get("body")).failed:
+            if self.one_message(record.get("body")).status == "failed":
                 failures.append({"itemIdentifier": message_id})
+                self._delay(record)
         self.log_context()
         LOGGER.info("batch done", records=len(records), failed=len(failures))
         return {"batchItemFailures": failures}
+
+    def _delay(self, record: Mapping[str, object]) -> None:
+        """Bring the record back in minutes; if SQS refuses, the visibility timeout applies."""
+        if self.retry_delay is None:
+            return
+        try:
+            seconds = self.retry_delay(record)
+        except SociError as exc:
+            LOGGER.warning(
+                "retry not brought forward", error_type=type(exc).__name__, error=str(exc)
+            )
+            return
+        LOGGER.info("retry scheduled", retry_in_seconds=seconds)
 
     def log_context(self, **keys: object) -> None:
         """Start the log context afresh, so one record's keys never label the next line."""
@@ -253,8 +289,15 @@ class _Run:
 
     def _failed(self, error: Exception, *, with_traceback: bool = False) -> Outcome:
         """Typed errors explain themselves in one line; anything else is a bug and
-        gets its traceback."""
+        gets its traceback. A permanent error is a counted skip, never retried."""
         kind = type(error).__name__
+        if isinstance(error, PermanentError):
+            reason = _kebab(kind)
+            METRICS.add("ImagesSkipped", Unit.COUNT, 1, reason=reason)
+            LOGGER.error(
+                "image rejected, not retried", reason=reason, error_type=kind, error=str(error)
+            )
+            return Outcome("rejected", f"{kind}: {error}")
         METRICS.add("ImagesFailed", Unit.COUNT, 1, reason=kind)
         log = LOGGER.exception if with_traceback else LOGGER.error
         log("image failed", error_type=kind, error=str(error))
@@ -278,6 +321,11 @@ def _report_layer(layer: pipeline.LayerOutcome) -> None:
         ztoc=layer.ztoc_digest,
         seconds=round(layer.seconds, 3),
     )
+
+
+def _kebab(name: str) -> str:
+    """``AccountNotAllowed`` -> ``account-not-allowed``: an error type as a metric reason."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
 def _log_progress(layer_digest: str, done: int, total: int) -> None:

@@ -2,8 +2,9 @@
 
 ECR push -> EventBridge rule (the filtering) -> SQS queue (buffering, retries)
 -> Lambda function (the streaming indexer) -> the SOCI-enabled image is pushed
-back to the same repository as ``<tag><suffix>``. Messages that fail a few
-times land in a dead-letter queue, which raises an alarm.
+back to the same repository as ``<tag><suffix>``. A failed image raises an
+alarm at once; its message is retried after minutes and, failing a few times,
+lands in a dead-letter queue, which raises an alarm too.
 """
 
 from __future__ import annotations
@@ -217,6 +218,8 @@ class SociIndexBuilder(Construct):
             reserved_concurrency=reserved_concurrency,
             log_level=log_level,
         )
+        # The handler hides a failed message for minutes, not the whole visibility timeout.
+        self.queue.grant(self.function, "sqs:ChangeMessageVisibility")
         self.function.add_event_source(
             event_sources.SqsEventSource(
                 self.queue,
@@ -250,8 +253,10 @@ class SociIndexBuilder(Construct):
             self.add_encryption_key(key)
         self.node.add_validation(_IndexesSomething(self))
 
-        self.dead_letter_alarm, self.errors_alarm = self._make_alarms(alarm_topic)
-        self.alarms = (self.dead_letter_alarm, self.errors_alarm)
+        self.dead_letter_alarm, self.errors_alarm, self.images_failed_alarm = self._make_alarms(
+            alarm_topic
+        )
+        self.alarms = (self.dead_letter_alarm, self.errors_alarm, self.images_failed_alarm)
 
     # ----------------------------------------------------------- repositories
 
@@ -348,7 +353,7 @@ class SociIndexBuilder(Construct):
         return self.metric("ImagesSkipped", period=period)
 
     def metric_images_failed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
-        """Images whose indexing failed and will be retried (sum)."""
+        """Images whose indexing failed and will be retried (sum); ``images_failed_alarm``."""
         return self.metric("ImagesFailed", period=period)
 
     def metric_layers_indexed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
@@ -530,7 +535,9 @@ class SociIndexBuilder(Construct):
                 f"image actions are limited to the repositories the builder indexes: {why}",
             )
 
-    def _make_alarms(self, topic: sns.ITopic | None) -> tuple[cloudwatch.Alarm, cloudwatch.Alarm]:
+    def _make_alarms(
+        self, topic: sns.ITopic | None
+    ) -> tuple[cloudwatch.Alarm, cloudwatch.Alarm, cloudwatch.Alarm]:
         dead_letters = self.dead_letter_queue.metric_approximate_number_of_messages_visible(
             statistic=cloudwatch.Stats.MAXIMUM, period=Duration.minutes(5)
         ).create_alarm(
@@ -555,10 +562,22 @@ class SociIndexBuilder(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        # The handler catches what fails an image (the invocation succeeds): its metric
+        # shows the first failure, one-minute periods show it within minutes.
+        images_failed = self.metric_images_failed(period=Duration.minutes(1)).create_alarm(
+            self,
+            "ImagesFailedAlarm",
+            alarm_description="The SOCI indexer failed to index an image (it is retried "
+            "within minutes): see the function's logs, error_type and error",
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
         if topic is not None:
-            for alarm in (dead_letters, errors):
+            for alarm in (dead_letters, errors, images_failed):
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-        return dead_letters, errors
+        return dead_letters, errors, images_failed
 
 
 def _all_tags(tag_filters: Sequence[str] | None) -> bool:

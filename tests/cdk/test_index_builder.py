@@ -200,6 +200,15 @@ def test_the_function_reads_the_queue(built: Built) -> None:
     assert mapping["EventSourceArn"] == getatt(built, built.filtered.queue)
 
 
+def test_the_function_may_hide_a_failed_message_until_its_retry(built: Built) -> None:
+    queue = getatt(built, built.filtered.queue)
+    assert any(
+        "sqs:ChangeMessageVisibility" in as_list(statement["Action"])
+        and queue in as_list(statement["Resource"])
+        for statement in built.statements(built.filtered)
+    )
+
+
 def test_the_function_reports_partial_batch_failures(built: Built) -> None:
     mapping = event_source_mapping(built, built.filtered)
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -435,6 +444,30 @@ def test_function_errors_raise_an_alarm(built: Built) -> None:
         {"Name": "FunctionName", "Value": {"Ref": built.id(built.filtered.function)}}
     ]
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+def test_a_failed_image_raises_an_alarm_within_a_minute_of_its_metric(built: Built) -> None:
+    alarm = built.props(built.filtered.images_failed_alarm)
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+        "SociIndexBuilder",
+        "ImagesFailed",
+        "Sum",
+    )
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "soci-index-builder"}]
+    assert (alarm["Period"], alarm["EvaluationPeriods"]) == (60, 1)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+def test_the_failed_images_alarm_reads_the_builders_namespace_and_service(built: Built) -> None:
+    alarm = built.props(built.custom.images_failed_alarm)
+    assert (alarm["Namespace"], alarm["Dimensions"]) == (
+        "Team/Soci",
+        [{"Name": "service", "Value": "team-indexer"}],
+    )
+
+
+def test_the_failed_images_alarm_is_one_of_the_alarms(built: Built) -> None:
+    assert built.filtered.images_failed_alarm in built.filtered.alarms
 
 
 def test_alarms_notify_the_given_topic(built: Built) -> None:

@@ -9,12 +9,13 @@ import json
 import logging
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from soci_indexer.errors import AuthError, RegistryError
 from soci_indexer.oci.auth import Credentials, StaticCredentials
 from soci_indexer.oci.client import RegistryClient, RetryPolicy
-from support.proxy import Answer, CutAfter, proxy
+from support.proxy import Answer, CutAfter, proxy, self_signed_certificate
 from support.registry import LocalRegistry, running_registry
 
 BLOB = random.Random(7).randbytes(3 * 1024 * 1024 + 17)
@@ -333,6 +334,54 @@ def test_errors_never_show_the_query_of_a_redirect_target(registry: LocalRegistr
     assert caught.value.status == 403
     assert "topsecret" not in str(caught.value)
     assert caught.value.url == f"http://{front.host}/v2/client/x/blobs/{BLOB_DIGEST}"
+
+
+def test_a_redirect_from_https_to_plain_http_is_refused(
+    registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with proxy(registry.host, lambda *_: None) as plain:
+
+        def downgrade(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+            return Answer(307, {"Location": f"http://{plain.host}{path}"})
+
+        with proxy(registry.host, downgrade, tls=(cert, key)) as secure:
+            client = RegistryClient(
+                secure.host, credentials=StaticCredentials(None), retry=RetryPolicy(sleep=Sleeps())
+            )
+            with pytest.raises(RegistryError, match="from https to http"):
+                client.get_blob("client/x", BLOB_DIGEST)
+    assert plain.requests == []
+
+
+def test_a_blob_redirected_to_another_host_is_fetched_without_our_credentials(
+    registry: LocalRegistry,
+) -> None:
+    registry.client().push_blob("client/redirected", BLOB)
+    seen: list[dict[str, str]] = []
+
+    def storage(method: str, path: str, headers: dict[str, str]) -> None:
+        seen.append(headers)
+
+    with proxy(registry.host, storage) as elsewhere:
+
+        def ask_login_then_redirect(
+            method: str, path: str, headers: dict[str, str]
+        ) -> Answer | None:
+            if headers.get("Authorization") != LOGIN.basic():
+                return Answer(401, {"WWW-Authenticate": 'Basic realm="test"'})
+            if "/blobs/" in path:
+                return Answer(307, {"Location": f"http://{elsewhere.host}{path}?X-Amz-Signature=s"})
+            return None
+
+        with proxy(registry.host, ask_login_then_redirect) as front:
+            client = RegistryClient(
+                front.host, plain_http=True, credentials=StaticCredentials(LOGIN)
+            )
+            assert client.get_blob("client/redirected", BLOB_DIGEST) == BLOB
+    assert len(seen) == 1
+    assert not {name.lower() for name in seen[0]} & {"authorization", "cookie"}
 
 
 # ---- authentication ------------------------------------------------------------------------

@@ -14,7 +14,9 @@ import contextlib
 import http.client
 import os
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Literal
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
@@ -185,13 +188,31 @@ def _body_chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:
         yield chunk
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by ``openssl``: the certificate is
+    its own authority, so a client trusts it through ``SSL_CERT_FILE``."""
+    cert, key = directory / "loopback.crt", directory / "loopback.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @contextmanager
-def proxy(upstream: str, hook: Hook) -> Iterator[Proxy]:
-    """A proxy on a free loopback port in front of ``upstream`` (``host:port``)."""
+def proxy(upstream: str, hook: Hook, *, tls: tuple[Path, Path] | None = None) -> Iterator[Proxy]:
+    """A proxy on a free loopback port in front of ``upstream`` (``host:port``);
+    ``tls`` (certificate, key) makes it speak HTTPS."""
     requests: list[tuple[str, str]] = []
     exchanges: list[Exchange] = []
     handler = _handler_class(upstream, hook, requests, exchanges)
     server = _QuietServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -459,12 +459,21 @@ class RegistryClient:
         """Send a request until it gets an answer worth returning (not 401 once, not a
         retryable failure while attempts remain, not a redirect); the body is unread."""
         url = self._absolute(path)
+        first_host = urllib.parse.urlsplit(url).netloc
         authenticated = False
         redirects = 0
         attempt = 0
         while True:
-            send_headers = dict(headers or {})
-            own_host = urllib.parse.urlsplit(url).netloc == self.host
+            host = urllib.parse.urlsplit(url).netloc
+            # Credentials go only where they were meant for: the registry's own, to the
+            # registry; a caller's, to the host it asked. A redirect elsewhere (ECR sends
+            # blob GETs to pre-signed S3 URLs) is followed without them.
+            send_headers = {
+                name: value
+                for name, value in (headers or {}).items()
+                if host == first_host or name.lower() != "authorization"
+            }
+            own_host = host == self.host
             if own_host:
                 send_headers.update(self._auth_header(scope))
             try:
@@ -490,7 +499,7 @@ class RegistryClient:
                 self._finish(conn_key, response)
                 if redirects > 5:
                     raise RegistryError("too many redirects", url=_clean(url))
-                url = location
+                url = _redirect_target(url, location)
                 continue
             if status in _RETRY_STATUSES and attempt + 1 < self.retry.attempts:
                 wait = self._retry_wait(response, attempt)
@@ -642,6 +651,19 @@ def _clean(url: str) -> str:
     """A URL safe to show: no query (pre-signed URLs and upload states carry secrets)."""
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _redirect_target(current: str, location: str) -> str:
+    """Where a redirect may take us: http(s) only, and never from https down to http."""
+    before, after = urllib.parse.urlsplit(current).scheme, urllib.parse.urlsplit(location).scheme
+    if after not in ("http", "https"):
+        raise RegistryError(f"refused a redirect to a {after!r} URL", url=_clean(current))
+    if before == "https" and after != "https":
+        raise RegistryError(
+            "refused a redirect from https to http: the answer would travel unencrypted",
+            url=_clean(current),
+        )
+    return location
 
 
 def _with_query(url: str, **params: str) -> str:

@@ -308,6 +308,22 @@ def test_an_unreachable_registry_is_a_registry_error() -> None:
         fast_client(f"127.0.0.1:{free_port()}").ping()
 
 
+def test_an_answer_whose_body_breaks_off_is_asked_for_again(registry: LocalRegistry) -> None:
+    client = registry.client()
+    config = b'{"architecture": "amd64", "os": "linux"}'
+    client.push_blob("client/cut-manifest", config)
+    body = manifest_json("sha256:" + hashlib.sha256(config).hexdigest(), len(config), OCI_MANIFEST)
+    client.put_manifest("client/cut-manifest", "v1", body, OCI_MANIFEST)
+    cuts = [CutAfter(10)]
+
+    def cut_first_manifest_get(method: str, path: str, headers: dict[str, str]) -> CutAfter | None:
+        return cuts.pop() if method == "GET" and "/manifests/" in path and cuts else None
+
+    with proxy(registry.host, cut_first_manifest_get) as front:
+        assert fast_client(front.host).get_manifest("client/cut-manifest", "v1").data == body
+    assert not cuts
+
+
 def test_https_is_the_default_and_refuses_a_plain_http_registry(registry: LocalRegistry) -> None:
     client = RegistryClient(
         registry.host,
@@ -443,3 +459,18 @@ def test_token_auth_fetches_a_bearer_token_for_the_repository_scope(
     assert scopes == ["/token?service=test-registry&scope=repository%3Aauth%2Ftoken%3Apull"]
     assert lines  # the client did log its requests...
     assert not [line for line in lines if "tok-123" in line or "s3cret" in line]  # ...no secret
+
+
+def test_a_token_service_that_refuses_connections_is_a_registry_error(
+    registry: LocalRegistry,
+) -> None:
+    from support.registry import free_port
+
+    realm = f"http://127.0.0.1:{free_port()}/token"
+
+    def challenge(method: str, path: str, headers: dict[str, str]) -> Answer:
+        return Answer(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"'})
+
+    with proxy(registry.host, challenge) as front, pytest.raises(RegistryError) as caught:
+        fast_client(front.host).ping()
+    assert caught.value.url == realm

@@ -37,6 +37,7 @@ MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MA
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what registries themselves accept
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_REPEATABLE = frozenset({"GET", "HEAD", "PUT"})  # requests whose repetition changes nothing
 
 # Observes every response: (method, URL without query, status). Tests use it to
 # check the order of writes; the CLI could use it for a debug trace.
@@ -428,18 +429,33 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         ok: Iterable[int] = (200,),
+        sign: bool = True,
     ) -> Reply:
-        """One request with retries, auth and redirects; the whole body read."""
-        conn_key, response = self._open(method, path, scope=scope, headers=headers, body=body)
-        try:
-            # Read even a HEAD answer (b""): only a read response frees the connection for
-            # the next request; an unread one makes it fail with ResponseNotReady.
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop(conn_key)
-            raise RegistryError(
-                f"{method} failed reading the answer: {exc}", url=_clean(path)
-            ) from None
+        """One request with retries, auth and redirects; the whole body read.
+
+        An answer whose body breaks off is asked for again when repeating the
+        request is harmless (everything but POST and PATCH).
+        """
+        attempt = 0
+        while True:
+            conn_key, response = self._open(
+                method, path, scope=scope, headers=headers, body=body, sign=sign
+            )
+            try:
+                # Read even a HEAD answer (b""): only a read response frees the connection for
+                # the next request; an unread one makes it fail with ResponseNotReady.
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(conn_key)
+                attempt += 1
+                if method not in _REPEATABLE or attempt >= self.retry.attempts:
+                    raise RegistryError(
+                        f"{method} failed reading the answer after {attempt} attempts: {exc}",
+                        url=_clean(self._absolute(path)),
+                    ) from None
+                log.info("%s %s: the answer broke off (%s); asking again", method, path, exc)
+                self.retry.sleep(self.retry.backoff(attempt - 1))
         reply = Reply(response.status, _lower_headers(response), data)
         if reply.status not in tuple(ok):
             raise _status_error(
@@ -455,9 +471,11 @@ class RegistryClient:
         scope: str,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        sign: bool = True,
     ) -> tuple[tuple[str, str], http.client.HTTPResponse]:
         """Send a request until it gets an answer worth returning (not 401 once, not a
-        retryable failure while attempts remain, not a redirect); the body is unread."""
+        retryable failure while attempts remain, not a redirect); the body is unread.
+        ``sign=False`` sends no registry credentials and returns a 401 as it is."""
         url = self._absolute(path)
         first_host = urllib.parse.urlsplit(url).netloc
         authenticated = False
@@ -473,7 +491,7 @@ class RegistryClient:
                 for name, value in (headers or {}).items()
                 if host == first_host or name.lower() != "authorization"
             }
-            own_host = host == self.host
+            own_host = sign and host == self.host
             if own_host:
                 send_headers.update(self._auth_header(scope))
             try:
@@ -508,7 +526,7 @@ class RegistryClient:
                 attempt += 1
                 self.retry.sleep(wait)
                 continue
-            if status == 401:
+            if status == 401 and own_host:
                 self._finish(conn_key, response)
                 raise AuthError("the registry refused our credentials", status=401, url=_clean(url))
             return conn_key, response
@@ -614,13 +632,14 @@ class RegistryClient:
         token_url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
         creds = self._auth.source.credentials()
         headers = {"Authorization": creds.basic()} if creds else {}
-        conn_key, response = self._send("GET", token_url, headers, None)
-        body = response.read()
-        self._finish(conn_key, response)
-        if response.status != 200:
+        try:
+            body = self._call("GET", token_url, scope="", headers=headers, sign=False).body
+        except RegistryError as exc:
+            if exc.status is None:  # the token service could not be reached
+                raise
             raise AuthError(
-                "the token service refused us", status=response.status, url=_clean(realm)
-            )
+                "the token service refused us", status=exc.status, url=_clean(realm)
+            ) from None
         try:
             answer = json.loads(body)
             token = answer.get("token") or answer.get("access_token")

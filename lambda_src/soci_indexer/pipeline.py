@@ -291,8 +291,11 @@ class _Run:
         """Index each distinct candidate layer once, a bounded number at a time."""
         unique = {layer.digest: layer for image in platforms for layer in image.candidates}
         workers = max(1, min(self.options.max_workers, len(unique)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="soci-layer") as pool:
-            built = dict(zip(unique, pool.map(self._build_one, unique.values()), strict=True))
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="soci-layer") as pool:
+                built = dict(zip(unique, pool.map(self._build_one, unique.values()), strict=True))
+        finally:
+            self.client.close_finished_threads()  # the workers' keep-alive connections
         for image in platforms:
             for layer in image.candidates:
                 status, reason, ztoc_digest, seconds = built[layer.digest]

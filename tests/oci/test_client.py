@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import hashlib
 import json
 import logging
 import random
+import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -322,6 +325,23 @@ def test_an_answer_whose_body_breaks_off_is_asked_for_again(registry: LocalRegis
     with proxy(registry.host, cut_first_manifest_get) as front:
         assert fast_client(front.host).get_manifest("client/cut-manifest", "v1").data == body
     assert not cuts
+
+
+def test_closing_the_client_closes_the_connections_every_thread_opened(
+    registry: LocalRegistry,
+) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with registry.client() as client:
+            workers = [threading.Thread(target=client.ping) for _ in range(3)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            client.ping()
+        del client, workers
+        gc.collect()
+    assert [str(w.message) for w in caught if "unclosed" in str(w.message)] == []
 
 
 def test_https_is_the_default_and_refuses_a_plain_http_registry(registry: LocalRegistry) -> None:

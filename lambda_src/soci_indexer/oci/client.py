@@ -21,9 +21,11 @@ import re
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from soci_indexer.errors import AuthError, RegistryError
 from soci_indexer.oci.auth import CredentialSource, DockerConfigCredentials
@@ -90,8 +92,54 @@ class _Challenge:
         self.lock = threading.Lock()
 
 
+_Key = tuple[str, str]  # a connection's (scheme, host:port)
+
+
+class _Connections:
+    """Every keep-alive connection a client opened, by the thread that uses it.
+
+    A connection belongs to one thread (http.client connections are not
+    thread-safe); keeping them all in one place lets the client close those
+    of threads that have ended (a finished layer pool) and, on ``close()``,
+    every one of them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_thread: dict[threading.Thread, dict[_Key, http.client.HTTPConnection]] = {}
+
+    def of_this_thread(self) -> dict[_Key, http.client.HTTPConnection]:
+        thread = threading.current_thread()
+        with self._lock:
+            return self._by_thread.setdefault(thread, {})
+
+    def close_finished(self) -> None:
+        with self._lock:
+            ended = [thread for thread in self._by_thread if not thread.is_alive()]
+            pools = [self._by_thread.pop(thread) for thread in ended]
+        _close_pools(pools)
+
+    def close_all(self) -> None:
+        with self._lock:
+            pools = list(self._by_thread.values())
+            self._by_thread.clear()
+        _close_pools(pools)
+
+
+def _close_pools(pools: Iterable[dict[_Key, http.client.HTTPConnection]]) -> None:
+    for pool in pools:
+        while pool:
+            pool.popitem()[1].close()
+
+
 class RegistryClient:
-    """Talks to one registry host over the OCI distribution API."""
+    """Talks to one registry host over the OCI distribution API.
+
+    Close it when done (``close()`` or a ``with`` block): that closes the
+    connections every thread opened. ``close_finished_threads()`` closes those
+    of threads that have ended. A client nobody closes is closed when it is
+    garbage-collected or, at the latest, when the interpreter exits.
+    """
 
     def __init__(
         self,
@@ -109,7 +157,8 @@ class RegistryClient:
         self.timeout = timeout
         self.observer = observer
         self._auth = _Challenge(credentials or DockerConfigCredentials(host))
-        self._local = threading.local()
+        self._connections = _Connections()
+        weakref.finalize(self, self._connections.close_all)
 
     # ---- manifests ---------------------------------------------------------------------------
 
@@ -472,7 +521,7 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         sign: bool = True,
-    ) -> tuple[tuple[str, str], http.client.HTTPResponse]:
+    ) -> tuple[_Key, http.client.HTTPResponse]:
         """Send a request until it gets an answer worth returning (not 401 once, not a
         retryable failure while attempts remain, not a redirect); the body is unread.
         ``sign=False`` sends no registry credentials and returns a 401 as it is."""
@@ -533,7 +582,7 @@ class RegistryClient:
 
     def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None
-    ) -> tuple[tuple[str, str], http.client.HTTPResponse]:
+    ) -> tuple[_Key, http.client.HTTPResponse]:
         parts = urllib.parse.urlsplit(url)
         conn_key = (parts.scheme, parts.netloc)
         conn = self._connection(conn_key)
@@ -557,7 +606,7 @@ class RegistryClient:
             return min(retry_after, self.retry.max_retry_after)
         return self.retry.backoff(attempt)
 
-    def _finish(self, conn_key: tuple[str, str], response: http.client.HTTPResponse) -> None:
+    def _finish(self, conn_key: _Key, response: http.client.HTTPResponse) -> None:
         """Read a response we do not want so the connection can be reused."""
         try:
             _discard(response, None)
@@ -566,8 +615,8 @@ class RegistryClient:
 
     # ---- connections -------------------------------------------------------------------------
 
-    def _connection(self, key: tuple[str, str]) -> http.client.HTTPConnection:
-        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._pool()
+    def _connection(self, key: _Key) -> http.client.HTTPConnection:
+        pool = self._connections.of_this_thread()
         conn = pool.get(key)
         if conn is None:
             scheme, netloc = key
@@ -578,23 +627,30 @@ class RegistryClient:
             pool[key] = conn
         return conn
 
-    def _drop(self, key: tuple[str, str]) -> None:
-        conn = self._pool().pop(key, None)
+    def _drop(self, key: _Key) -> None:
+        conn = self._connections.of_this_thread().pop(key, None)
         if conn is not None:
             conn.close()
 
-    def _pool(self) -> dict[tuple[str, str], http.client.HTTPConnection]:
-        pool: dict[tuple[str, str], http.client.HTTPConnection] | None = getattr(
-            self._local, "pool", None
-        )
-        if pool is None:
-            pool = self._local.pool = {}
-        return pool
+    def close_finished_threads(self) -> None:
+        """Close the connections of threads that have ended, such as a finished pool's."""
+        self._connections.close_finished()
 
     def close(self) -> None:
-        """Close this thread's connections."""
-        for key in list(self._pool()):
-            self._drop(key)
+        """Close the connections of every thread. Call it once no thread uses the client;
+        a later request opens a new connection."""
+        self._connections.close_all()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # ---- auth --------------------------------------------------------------------------------
 

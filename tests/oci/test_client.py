@@ -10,12 +10,13 @@ import json
 import logging
 import random
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from soci_indexer.errors import AuthError, RegistryError
+from soci_indexer.errors import AuthError, DeadlineExceeded, RegistryError
 from soci_indexer.oci.auth import Credentials, StaticCredentials
 from soci_indexer.oci.client import RegistryClient, RetryPolicy
 from support.proxy import Answer, CutAfter, proxy, self_signed_certificate
@@ -293,6 +294,33 @@ def test_server_errors_are_retried_with_growing_backoff(registry: LocalRegistry)
         fast_client(front.host, sleeps).ping()
     assert len(sleeps.waits) == 3
     assert sleeps.waits[0] <= 0.01 <= sleeps.waits[2]
+
+
+def test_a_retry_that_would_wait_past_the_deadline_fails_at_once(registry: LocalRegistry) -> None:
+    sleeps = Sleeps()
+    with proxy(registry.host, lambda *_: Answer(429, {"Retry-After": "30"})) as front:
+        client = fast_client(front.host, sleeps).with_deadline(time.monotonic() + 10)
+        with pytest.raises(DeadlineExceeded, match="Retry-After"):
+            client.ping()
+    assert sleeps.waits == []
+
+
+def test_a_blob_that_stalls_past_the_deadline_fails_with_deadline_exceeded(
+    registry: LocalRegistry,
+) -> None:
+    registry.client().push_blob("client/stalled", BLOB)
+
+    def stall_blob_gets(method: str, path: str, headers: dict[str, str]) -> CutAfter | None:
+        if method == "GET" and "/blobs/sha256:" in path:
+            return CutAfter(100_000, "stall", stall_seconds=4)
+        return None
+
+    with proxy(registry.host, stall_blob_gets) as front:
+        # the socket timeout (60 s) is far off: only the deadline can end the stall early
+        client = fast_client(front.host).with_deadline(time.monotonic() + 1)
+        with pytest.raises(DeadlineExceeded):
+            client.get_blob("client/stalled", BLOB_DIGEST)
+        assert front.requests == [("GET", f"/v2/client/stalled/blobs/{BLOB_DIGEST}")]
 
 
 def test_a_server_error_that_persists_becomes_a_registry_error(registry: LocalRegistry) -> None:

@@ -4,14 +4,19 @@ One ``RegistryClient`` talks to one registry host. Connections are kept alive
 per thread (layers are streamed from a thread pool), blobs arrive as an
 iterator of chunks that survives a dropped connection by resuming with a
 Range request, and every request is retried with backoff on 429, 5xx and
-connection errors. Credentials come from a ``CredentialSource`` (``auth``): by
-default the Docker config file, or nowhere (anonymous); ``aws.ecr`` supplies
-Amazon ECR's.
+connection errors. ``with_deadline`` gives a view of the client that stops
+anywhere (before a request, between chunks, instead of a retry's wait, and
+through socket timeouts never longer than the time left) with
+``DeadlineExceeded`` once the deadline passes, or with ``Cancelled`` once a
+shared flag is set. Credentials come from a ``CredentialSource`` (``auth``):
+by default the Docker config file, or nowhere (anonymous); ``aws.ecr``
+supplies Amazon ECR's.
 Nothing here ever logs or raises a token: URLs in errors lose their query.
 """
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import http.client
 import json
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from soci_indexer.errors import AuthError, RegistryError
+from soci_indexer.errors import AuthError, Cancelled, DeadlineExceeded, RegistryError
 from soci_indexer.oci.auth import CredentialSource, DockerConfigCredentials
 from soci_indexer.oci.manifests import sha256_digest
 from soci_indexer.settings import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
@@ -159,6 +164,22 @@ class RegistryClient:
         self._auth = _Challenge(credentials or DockerConfigCredentials(host))
         self._connections = _Connections()
         weakref.finalize(self, self._connections.close_all)
+        self._deadline: float | None = None  # time.monotonic() value
+        self._cancelled: threading.Event | None = None
+
+    def with_deadline(
+        self, deadline: float | None, cancelled: threading.Event | None = None
+    ) -> RegistryClient:
+        """This client (same connections, tokens and settings), stopping every call with
+        ``DeadlineExceeded`` once ``time.monotonic()`` passes ``deadline`` and with
+        ``Cancelled`` once ``cancelled`` is set: checked before each request and between
+        chunks of a blob, and in place of any retry wait that would end past the
+        deadline. Socket timeouts are cut to the time left, so a stalled read ends at
+        the deadline too. Close the client itself, not the view."""
+        view = copy.copy(self)
+        view._deadline = deadline
+        view._cancelled = cancelled
+        return view
 
     # ---- manifests ---------------------------------------------------------------------------
 
@@ -226,7 +247,7 @@ class RegistryClient:
                 raise _status_error("PUT manifest", 400, reply.body, self._absolute(path))
             wait = self.retry.backoff(attempt - 1)
             log.info("PUT %s: registry does not see a blob yet; retrying in %.2fs", path, wait)
-            self.retry.sleep(wait)
+            self._wait(wait, f"PUT {_resource(path)}")
         stored = reply.headers.get("docker-content-digest")
         if stored and stored != sha256_digest(data):
             raise RegistryError(
@@ -318,7 +339,7 @@ class RegistryClient:
                         url=self._url(repository, "blobs", digest),
                     ) from None
                 log.info("blob %s broke at byte %d (%s); resuming", digest, position, exc)
-                self.retry.sleep(self.retry.backoff(failures - 1))
+                self._wait(self.retry.backoff(failures - 1), f"resuming blob {digest}")
 
     def push_blob(
         self,
@@ -412,9 +433,12 @@ class RegistryClient:
         )
         finished = False
         pending = bytearray()  # arrived, not yet yielded
+        conn = self._connections.of_this_thread()[conn_key]
         try:
             remaining = self._body_length(response, repository, digest, position, end)
             while remaining is None or remaining > 0:
+                self._check(f"GET blob {digest}")
+                self._bound_socket(conn)
                 want = chunk_size - len(pending)
                 # read1: take what has arrived instead of waiting for a whole chunk, so a
                 # connection that breaks loses nothing the socket had already delivered
@@ -504,7 +528,7 @@ class RegistryClient:
                         url=_clean(self._absolute(path)),
                     ) from None
                 log.info("%s %s: the answer broke off (%s); asking again", method, path, exc)
-                self.retry.sleep(self.retry.backoff(attempt - 1))
+                self._wait(self.retry.backoff(attempt - 1), f"{method} {_resource(path)}")
         reply = Reply(response.status, _lower_headers(response), data)
         if reply.status not in tuple(ok):
             raise _status_error(
@@ -531,6 +555,7 @@ class RegistryClient:
         redirects = 0
         attempt = 0
         while True:
+            self._check(f"{method} {_resource(path)}")
             host = urllib.parse.urlsplit(url).netloc
             # Credentials go only where they were meant for: the registry's own, to the
             # registry; a caller's, to the host it asked. A redirect elsewhere (ECR sends
@@ -551,7 +576,7 @@ class RegistryClient:
                     raise RegistryError(
                         f"{method} failed after {attempt} attempts: {exc}", url=_clean(url)
                     ) from None
-                self.retry.sleep(self.retry.backoff(attempt - 1))
+                self._wait(self.retry.backoff(attempt - 1), f"{method} {_resource(path)}")
                 continue
             status = response.status
             if status == 401 and own_host and not authenticated:
@@ -569,11 +594,12 @@ class RegistryClient:
                 url = _redirect_target(url, location)
                 continue
             if status in _RETRY_STATUSES and attempt + 1 < self.retry.attempts:
-                wait = self._retry_wait(response, attempt)
+                wait, asked = self._retry_wait(response, attempt)
                 self._finish(conn_key, response)
                 log.info("%s %s answered %d; retrying in %.2fs", method, _clean(url), status, wait)
                 attempt += 1
-                self.retry.sleep(wait)
+                what = f"{method} {_resource(path)} answered {status}"
+                self._wait(wait, what + (" with Retry-After" if asked else ""))
                 continue
             if status == 401 and own_host:
                 self._finish(conn_key, response)
@@ -586,6 +612,7 @@ class RegistryClient:
         parts = urllib.parse.urlsplit(url)
         conn_key = (parts.scheme, parts.netloc)
         conn = self._connection(conn_key)
+        self._bound_socket(conn)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         if body is not None:
             headers.setdefault("Content-Length", str(len(body)))
@@ -600,11 +627,48 @@ class RegistryClient:
         log.debug("%s %s -> %d", method, _clean(url), response.status)
         return conn_key, response
 
-    def _retry_wait(self, response: http.client.HTTPResponse, attempt: int) -> float:
+    def _retry_wait(self, response: http.client.HTTPResponse, attempt: int) -> tuple[float, bool]:
+        """Seconds to wait before retrying, and whether the registry said how long."""
         retry_after = _parse_retry_after(response.getheader("retry-after"))
         if retry_after is not None:
-            return min(retry_after, self.retry.max_retry_after)
-        return self.retry.backoff(attempt)
+            return min(retry_after, self.retry.max_retry_after), True
+        return self.retry.backoff(attempt), False
+
+    # ---- deadline and cancellation -----------------------------------------------------------
+
+    def _time_left(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def _check(self, doing: str) -> None:
+        """Raise if the run was cancelled or its deadline has passed."""
+        if self._cancelled is not None and self._cancelled.is_set():
+            raise Cancelled(f"stopped before {doing}: another part of the run failed")
+        left = self._time_left()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded(f"the deadline passed during {doing}")
+
+    def _wait(self, seconds: float, doing: str) -> None:
+        """A retry's wait, unless it would end past the deadline: then fail now."""
+        self._check(doing)
+        left = self._time_left()
+        if left is not None and seconds >= left:
+            raise DeadlineExceeded(
+                f"{doing}; waiting {seconds:.1f} s to retry would pass the deadline "
+                f"({max(left, 0):.1f} s left)"
+            )
+        self.retry.sleep(seconds)
+        self._check(doing)
+
+    def _socket_timeout(self) -> float:
+        """The client's timeout, cut to the time left before the deadline."""
+        left = self._time_left()
+        return self.timeout if left is None else max(min(self.timeout, left), 0.001)
+
+    def _bound_socket(self, conn: http.client.HTTPConnection) -> None:
+        timeout = self._socket_timeout()
+        conn.timeout = timeout  # the next connect
+        if conn.sock is not None:  # an open connection: its next send and receive
+            conn.sock.settimeout(timeout)
 
     def _finish(self, conn_key: _Key, response: http.client.HTTPResponse) -> None:
         """Read a response we do not want so the connection can be reused."""

@@ -296,7 +296,6 @@ class _Run:
         indexed = [image for image in platforms if self._ztocs(image)]
         if not indexed:
             raise _Skip(ImageStatus.NO_QUALIFYING_LAYERS, _no_layer_reason(platforms))
-        self._check_deadline()
         self.client.push_blob(self.repository, manifests.EMPTY_CONFIG)
         if self.options.index_version == "v1":
             return self._push_v1(platforms, indexed)
@@ -362,7 +361,6 @@ class _Run:
             return status, str(exc), None, time.monotonic() - started
         finally:
             chunks.close()  # an engine that stopped early leaves the download unfinished
-        self._check_deadline()
         self.client.push_blob(self.repository, build.data)
         self.ztoc_sizes[build.digest] = len(build.data)
         return LayerStatus.INDEXED, "", build.digest, time.monotonic() - started
@@ -412,7 +410,6 @@ class _Run:
                 )
             )
         output = self._output_index(index, platforms, entries).serialize()
-        self._check_deadline()
         digest = manifests.sha256_digest(output)
         if self.client.head_manifest(self.repository, self.output_tag) != digest:
             self.client.put_manifest(self.repository, self.output_tag, output, settings.OCI_INDEX)
@@ -597,11 +594,6 @@ class _Run:
         )
 
     # ---- results -----------------------------------------------------------------------------
-
-    def _check_deadline(self) -> None:
-        deadline = self.options.deadline
-        if deadline is not None and time.monotonic() > deadline:
-            raise DeadlineExceeded("the deadline passed before the push")
 
     def _outcome(
         self,

@@ -34,7 +34,8 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True)
 class Answer:
-    """Answer the request with this instead of forwarding it."""
+    """Answer the request with this instead of forwarding it (with a Content-Length
+    of the body unless ``headers`` set one, garbled or not)."""
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
@@ -121,7 +122,8 @@ def _handler_class(
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer.body)))
+            if "content-length" not in {name.lower() for name in answer.headers}:
+                self.send_header("Content-Length", str(len(answer.body)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(answer.body)

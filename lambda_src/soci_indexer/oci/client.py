@@ -295,7 +295,8 @@ class RegistryClient:
         )
         if reply.status == 404:
             return None
-        return int(reply.headers.get("content-length", "0"))
+        url = self._url(repository, "blobs", digest)
+        return _content_length(reply.headers.get("content-length", "0"), url) or 0
 
     def get_blob(self, repository: str, digest: str) -> bytes:
         """A small blob (config, zTOC) in memory."""
@@ -474,8 +475,7 @@ class RegistryClient:
     ) -> int | None:
         """Bytes to read from ``response``; skips what a server ignoring Range re-sent."""
         url = self._url(repository, "blobs", digest)
-        length = response.getheader("content-length")
-        total = int(length) if length is not None else None
+        total = _content_length(response.getheader("content-length"), url)
         if response.status == 206:
             first = _content_range_start(response.getheader("content-range", ""))
             if first != position:
@@ -879,6 +879,16 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
     params = {key.lower(): value for key, value in re.findall(r'(\w+)="([^"]*)"', rest)}
     return scheme.lower(), params
+
+
+def _content_length(value: str | None, url: str) -> int | None:
+    """A Content-Length header as a number of bytes (None when there is none)."""
+    if value is None:
+        return None
+    digits = value.strip()
+    if not (digits.isascii() and digits.isdigit()):
+        raise RegistryError(f"the registry sent a Content-Length of {value[:40]!r}", url=url)
+    return int(digits)
 
 
 def _content_range_start(value: str) -> int | None:

@@ -105,7 +105,7 @@ def test_index_leaves_no_connection_unclosed(registry: LocalRegistry) -> None:
         [PlatformImage("linux", "amd64", (LAYER, OTHER_LAYER))],
     )
     # -X dev shows every ResourceWarning, among them a socket left open by a pool thread
-    status, out, err = run(
+    status, _, err = run(
         ["index", f"{registry.host}/cli/sockets:v1", *FLAGS], python_flags=("-X", "dev")
     )
     assert status == 0, err

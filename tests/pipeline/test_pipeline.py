@@ -288,9 +288,11 @@ def test_a_throttle_asking_to_wait_past_the_deadline_ends_the_run_untagged(
         return None
 
     soon = replace(OPTIONS, deadline=time.monotonic() + 15)
-    with proxy(registry.host, throttle_manifest_writes) as front:
-        with pytest.raises(DeadlineExceeded, match="v1-soci was not written"):
-            index_image(registry.client(via=front.host), "pipeline/throttled", "v1", soon)
+    with (
+        proxy(registry.host, throttle_manifest_writes) as front,
+        pytest.raises(DeadlineExceeded, match="v1-soci was not written"),
+    ):
+        index_image(registry.client(via=front.host), "pipeline/throttled", "v1", soon)
     assert registry.client().head_manifest("pipeline/throttled", "v1-soci") is None
 
 

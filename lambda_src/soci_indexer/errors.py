@@ -75,11 +75,17 @@ class AuthError(RegistryError):
     """The registry refused our credentials (or we had none)."""
 
 
-# ---- pipeline --------------------------------------------------------------------------------
+# ---- stopping a run: raised by the registry client mid-request, and by the pipeline -------------
 
 
 class DeadlineExceeded(SociError):
-    """The run's deadline passed before it could push; nothing partial was tagged."""
+    """The run's deadline passed (or a retry would have waited past it); the output tag,
+    written last, was not written."""
+
+
+class Cancelled(SociError):
+    """Work stopped because another part of the same run failed first; the run reports
+    that failure, not this."""
 
 
 # ---- aws: the Lambda entry points and ECS ----------------------------------------------------

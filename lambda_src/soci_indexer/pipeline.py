@@ -18,10 +18,11 @@ digests and every object it would push is already there.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 from soci_indexer import settings
 from soci_indexer.engine.build import CompressionChoice, build_ztoc
 from soci_indexer.errors import (
+    Cancelled,
     CorruptLayer,
     DeadlineExceeded,
     InvalidReference,
@@ -64,7 +66,8 @@ class IndexOptions:
     span_size: int = settings.DEFAULT_SPAN_SIZE
     build_tool: str = settings.DEFAULT_BUILD_TOOL
     max_workers: int = settings.DEFAULT_MAX_LAYER_WORKERS  # layers indexed at once
-    deadline: float | None = None  # time.monotonic() after which the run stops before pushing
+    # time.monotonic() after which the run stops, even mid-layer or mid-retry, and tags nothing
+    deadline: float | None = None
 
 
 class LayerStatus(StrEnum):
@@ -121,6 +124,9 @@ def index_image(
     name the output after the tag). ``progress(layer_digest, bytes_done,
     bytes_total)`` reports long layers. Registry failures raise RegistryError
     (worth a retry); layers that cannot be indexed are reported, not raised.
+    ``options.deadline`` passing anywhere raises DeadlineExceeded. Either way,
+    the first layer to fail stops the others at their next chunk, and the
+    output tag, written last, is not written.
     """
     return _Run(client, repository, reference, options, progress).run()
 
@@ -143,6 +149,9 @@ class _PlatformImage:
         return [layer for layer in self.manifest.layers if layer.digest not in self.outcomes]
 
 
+_Built = tuple[LayerStatus, str, str | None, float]  # status, reason, zTOC digest, seconds
+
+
 class _Skip(Exception):
     """Internal: end the run early with this status and reason."""
 
@@ -161,7 +170,8 @@ class _Run:
         options: IndexOptions,
         progress: ProgressCallback | None,
     ) -> None:
-        self.client = client
+        self.cancelled = threading.Event()  # set by the first layer that fails
+        self.client = client.with_deadline(options.deadline, self.cancelled)
         self.repository = repository
         self.reference = reference
         self.options = options
@@ -189,6 +199,11 @@ class _Run:
         except _Skip as skip:
             log.info("image %s skipped: %s", self._image_name(), skip.reason)
             return self._result(skip.status, None, platforms, reason=skip.reason)
+        except DeadlineExceeded as exc:
+            raise DeadlineExceeded(
+                f"{exc} after {time.monotonic() - self.started:.1f} s; "
+                f"{self.output_tag} was not written"
+            ) from None
 
     # ---- resolving the push ------------------------------------------------------------------
 
@@ -288,7 +303,6 @@ class _Run:
         indexed = [image for image in platforms if self._ztocs(image)]
         if not indexed:
             raise _Skip(ImageStatus.NO_QUALIFYING_LAYERS, _no_layer_reason(platforms))
-        self._check_deadline()
         self.client.push_blob(self.repository, manifests.EMPTY_CONFIG)
         if self.options.index_version == "v1":
             return self._push_v1(platforms, indexed)
@@ -298,8 +312,26 @@ class _Run:
         """Index each distinct candidate layer once, a bounded number at a time."""
         unique = {layer.digest: layer for image in platforms for layer in image.candidates}
         workers = max(1, min(self.options.max_workers, len(unique)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="soci-layer") as pool:
-            built = dict(zip(unique, pool.map(self._build_one, unique.values()), strict=True))
+        failures: list[BaseException] = []  # in the order they happened
+
+        def stop_the_others(done: Future[_Built]) -> None:
+            error = done.exception()
+            if error is not None and not isinstance(error, Cancelled):
+                failures.append(error)
+                self.cancelled.set()
+
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="soci-layer") as pool:
+                futures = {
+                    digest: pool.submit(self._build_one, unique[digest]) for digest in unique
+                }
+                for future in futures.values():
+                    future.add_done_callback(stop_the_others)
+        finally:
+            self.client.close_finished_threads()  # the workers' keep-alive connections
+        if failures:
+            raise failures[0]
+        built = {digest: future.result() for digest, future in futures.items()}
         for image in platforms:
             for layer in image.candidates:
                 status, reason, ztoc_digest, seconds = built[layer.digest]
@@ -307,7 +339,7 @@ class _Run:
                     image, layer, status, reason, ztoc_digest, seconds
                 )
 
-    def _build_one(self, layer: Descriptor) -> tuple[LayerStatus, str, str | None, float]:
+    def _build_one(self, layer: Descriptor) -> _Built:
         """Stream one layer through the engine and push its zTOC; layer problems are
         returned, registry problems raised."""
         started = time.monotonic()
@@ -336,7 +368,6 @@ class _Run:
             return status, str(exc), None, time.monotonic() - started
         finally:
             chunks.close()  # an engine that stopped early leaves the download unfinished
-        self._check_deadline()
         self.client.push_blob(self.repository, build.data)
         self.ztoc_sizes[build.digest] = len(build.data)
         return LayerStatus.INDEXED, "", build.digest, time.monotonic() - started
@@ -386,7 +417,6 @@ class _Run:
                 )
             )
         output = self._output_index(index, platforms, entries).serialize()
-        self._check_deadline()
         self._check_tag_unmoved()
         digest = manifests.sha256_digest(output)
         if self.client.head_manifest(self.repository, self.output_tag) != digest:
@@ -590,14 +620,6 @@ class _Run:
         )
 
     # ---- results -----------------------------------------------------------------------------
-
-    def _check_deadline(self) -> None:
-        deadline = self.options.deadline
-        if deadline is not None and time.monotonic() > deadline:
-            raise DeadlineExceeded(
-                f"deadline passed after {time.monotonic() - self.started:.1f} s; "
-                f"{self.output_tag} was not written"
-            )
 
     def _outcome(
         self,

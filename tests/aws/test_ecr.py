@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -129,3 +131,38 @@ def test_ecr_hosts_log_in_through_aws_and_other_registries_through_docker_config
         credentials_for("123456789012.dkr.ecr.eu-west-1.amazonaws.com"), EcrCredentials
     )
     assert isinstance(credentials_for("registry.example:5000"), DockerConfigCredentials)
+
+
+def test_without_boto3_an_ecr_login_says_which_package_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # what `import boto3` meets when absent
+    source = EcrCredentials("123456789012", "eu-west-1")
+    with pytest.raises(AuthError, match=r"boto3 is needed .*: pip install boto3$"):
+        source.credentials()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {},
+        {"authorizationData": []},
+        {"authorizationData": [{"proxyEndpoint": "https://x"}]},
+        {"authorizationData": [{"authorizationToken": "not base64!", "expiresAt": 0}]},
+    ],
+    ids=["no-data", "empty-data", "no-token", "token-not-base64"],
+)
+def test_an_ecr_reply_without_a_usable_token_is_an_auth_error(
+    monkeypatch: pytest.MonkeyPatch, reply: dict[str, object]
+) -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    ecr = boto3.client(
+        "ecr", region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    monkeypatch.setattr(boto3, "client", lambda *args, **kwargs: ecr)
+    with Stubber(ecr) as stub:
+        stub.add_response("get_authorization_token", reply, {"registryIds": ["123456789012"]})
+        with pytest.raises(AuthError, match="ECR sent no usable authorization token"):
+            EcrCredentials("123456789012", "eu-west-1").credentials()

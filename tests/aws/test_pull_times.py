@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,11 @@ def test_no_region_anywhere_is_a_typed_error_naming_the_problem(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent-config"))
     with pytest.raises(EcsError, match="region"):
         pull_times.ecs_client(None)
+
+
+def test_without_boto3_pull_times_says_which_package_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # what `import boto3` meets when absent
+    with pytest.raises(EcsError, match=r": pip install boto3$"):
+        pull_times.ecs_client("us-west-2")

@@ -11,6 +11,7 @@ from support.images import PlatformImage, gzip_tar_layer, push_image
 from support.registry import LocalRegistry, free_port
 
 LAYER = gzip_tar_layer(1.5, seed=31)
+OTHER_LAYER = gzip_tar_layer(1.5, seed=33)
 SMALL = gzip_tar_layer(0.05, seed=32)
 FLAGS = ["--plain-http", "--min-layer-size", "262144", "--span-size", "524288"]
 
@@ -23,10 +24,13 @@ def image(registry: LocalRegistry) -> str:
     return f"{registry.host}/cli/app:v2"
 
 
-def run(argv: list[str]) -> tuple[int, list[str], str]:
+def run(argv: list[str], *, python_flags: tuple[str, ...] = ()) -> tuple[int, list[str], str]:
     """The command in a process of its own, as a user runs it."""
     done = subprocess.run(
-        [sys.executable, "-m", "soci_indexer", *argv], capture_output=True, text=True, timeout=300
+        [sys.executable, *python_flags, "-m", "soci_indexer", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return done.returncode, done.stdout.splitlines(), done.stderr
 
@@ -91,3 +95,18 @@ def test_an_unreachable_registry_is_a_one_line_error() -> None:
     assert status == 1
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+def test_index_leaves_no_connection_unclosed(registry: LocalRegistry) -> None:
+    push_image(
+        registry.client(),
+        "cli/sockets",
+        "v1",
+        [PlatformImage("linux", "amd64", (LAYER, OTHER_LAYER))],
+    )
+    # -X dev shows every ResourceWarning, among them a socket left open by a pool thread
+    status, _, err = run(
+        ["index", f"{registry.host}/cli/sockets:v1", *FLAGS], python_flags=("-X", "dev")
+    )
+    assert status == 0, err
+    assert "unclosed" not in err

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import hashlib
 import json
 import logging
 import random
-from collections.abc import Iterator
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from soci_indexer.errors import AuthError, RegistryError
+from soci_indexer.errors import AuthError, DeadlineExceeded, RegistryError
 from soci_indexer.oci.auth import Credentials, StaticCredentials
 from soci_indexer.oci.client import RegistryClient, RetryPolicy
-from support.proxy import Answer, CutAfter, proxy
+from support.proxy import Answer, CutAfter, proxy, self_signed_certificate
 from support.registry import LocalRegistry, running_registry
 
 BLOB = random.Random(7).randbytes(3 * 1024 * 1024 + 17)
@@ -291,6 +296,33 @@ def test_server_errors_are_retried_with_growing_backoff(registry: LocalRegistry)
     assert sleeps.waits[0] <= 0.01 <= sleeps.waits[2]
 
 
+def test_a_retry_that_would_wait_past_the_deadline_fails_at_once(registry: LocalRegistry) -> None:
+    sleeps = Sleeps()
+    with proxy(registry.host, lambda *_: Answer(429, {"Retry-After": "30"})) as front:
+        client = fast_client(front.host, sleeps).with_deadline(time.monotonic() + 10)
+        with pytest.raises(DeadlineExceeded, match="Retry-After"):
+            client.ping()
+    assert sleeps.waits == []
+
+
+def test_a_blob_that_stalls_past_the_deadline_fails_with_deadline_exceeded(
+    registry: LocalRegistry,
+) -> None:
+    registry.client().push_blob("client/stalled", BLOB)
+
+    def stall_blob_gets(method: str, path: str, headers: dict[str, str]) -> CutAfter | None:
+        if method == "GET" and "/blobs/sha256:" in path:
+            return CutAfter(100_000, "stall", stall_seconds=4)
+        return None
+
+    with proxy(registry.host, stall_blob_gets) as front:
+        # the socket timeout (60 s) is far off: only the deadline can end the stall early
+        client = fast_client(front.host).with_deadline(time.monotonic() + 1)
+        with pytest.raises(DeadlineExceeded):
+            client.get_blob("client/stalled", BLOB_DIGEST)
+        assert front.requests == [("GET", f"/v2/client/stalled/blobs/{BLOB_DIGEST}")]
+
+
 def test_a_server_error_that_persists_becomes_a_registry_error(registry: LocalRegistry) -> None:
     with (
         proxy(registry.host, lambda *_: Answer(503)) as front,
@@ -305,6 +337,60 @@ def test_an_unreachable_registry_is_a_registry_error() -> None:
 
     with pytest.raises(RegistryError, match="after 4 attempts"):
         fast_client(f"127.0.0.1:{free_port()}").ping()
+
+
+def test_an_answer_whose_body_breaks_off_is_asked_for_again(registry: LocalRegistry) -> None:
+    client = registry.client()
+    config = b'{"architecture": "amd64", "os": "linux"}'
+    client.push_blob("client/cut-manifest", config)
+    body = manifest_json("sha256:" + hashlib.sha256(config).hexdigest(), len(config), OCI_MANIFEST)
+    client.put_manifest("client/cut-manifest", "v1", body, OCI_MANIFEST)
+    cuts = [CutAfter(10)]
+
+    def cut_first_manifest_get(method: str, path: str, headers: dict[str, str]) -> CutAfter | None:
+        return cuts.pop() if method == "GET" and "/manifests/" in path and cuts else None
+
+    with proxy(registry.host, cut_first_manifest_get) as front:
+        assert fast_client(front.host).get_manifest("client/cut-manifest", "v1").data == body
+    assert not cuts
+
+
+def test_closing_the_client_closes_the_connections_every_thread_opened(
+    registry: LocalRegistry,
+) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with registry.client() as client:
+            workers = [threading.Thread(target=client.ping) for _ in range(3)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            client.ping()
+        del client, workers
+        gc.collect()
+    assert [str(w.message) for w in caught if "unclosed" in str(w.message)] == []
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda client: client.blob_size("client/x", BLOB_DIGEST),
+        lambda client: client.get_blob("client/x", BLOB_DIGEST),
+    ],
+    ids=["HEAD", "GET"],
+)
+def test_a_blob_answer_with_a_garbled_length_is_a_registry_error(
+    registry: LocalRegistry, read: Callable[[RegistryClient], object]
+) -> None:
+    def garble_blob_lengths(verb: str, path: str, headers: dict[str, str]) -> Answer | None:
+        return Answer(200, {"Content-Length": "lots"}) if "/blobs/" in path else None
+
+    with (
+        proxy(registry.host, garble_blob_lengths) as front,
+        pytest.raises(RegistryError, match="Content-Length"),
+    ):
+        read(fast_client(front.host))
 
 
 def test_https_is_the_default_and_refuses_a_plain_http_registry(registry: LocalRegistry) -> None:
@@ -333,6 +419,54 @@ def test_errors_never_show_the_query_of_a_redirect_target(registry: LocalRegistr
     assert caught.value.status == 403
     assert "topsecret" not in str(caught.value)
     assert caught.value.url == f"http://{front.host}/v2/client/x/blobs/{BLOB_DIGEST}"
+
+
+def test_a_redirect_from_https_to_plain_http_is_refused(
+    registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with proxy(registry.host, lambda *_: None) as plain:
+
+        def downgrade(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+            return Answer(307, {"Location": f"http://{plain.host}{path}"})
+
+        with proxy(registry.host, downgrade, tls=(cert, key)) as secure:
+            client = RegistryClient(
+                secure.host, credentials=StaticCredentials(None), retry=RetryPolicy(sleep=Sleeps())
+            )
+            with pytest.raises(RegistryError, match="from https to http"):
+                client.get_blob("client/x", BLOB_DIGEST)
+    assert plain.requests == []
+
+
+def test_a_blob_redirected_to_another_host_is_fetched_without_our_credentials(
+    registry: LocalRegistry,
+) -> None:
+    registry.client().push_blob("client/redirected", BLOB)
+    seen: list[dict[str, str]] = []
+
+    def storage(method: str, path: str, headers: dict[str, str]) -> None:
+        seen.append(headers)
+
+    with proxy(registry.host, storage) as elsewhere:
+
+        def ask_login_then_redirect(
+            method: str, path: str, headers: dict[str, str]
+        ) -> Answer | None:
+            if headers.get("Authorization") != LOGIN.basic():
+                return Answer(401, {"WWW-Authenticate": 'Basic realm="test"'})
+            if "/blobs/" in path:
+                return Answer(307, {"Location": f"http://{elsewhere.host}{path}?X-Amz-Signature=s"})
+            return None
+
+        with proxy(registry.host, ask_login_then_redirect) as front:
+            client = RegistryClient(
+                front.host, plain_http=True, credentials=StaticCredentials(LOGIN)
+            )
+            assert client.get_blob("client/redirected", BLOB_DIGEST) == BLOB
+    assert len(seen) == 1
+    assert not {name.lower() for name in seen[0]} & {"authorization", "cookie"}
 
 
 # ---- authentication ------------------------------------------------------------------------
@@ -394,3 +528,18 @@ def test_token_auth_fetches_a_bearer_token_for_the_repository_scope(
     assert scopes == ["/token?service=test-registry&scope=repository%3Aauth%2Ftoken%3Apull"]
     assert lines  # the client did log its requests...
     assert not [line for line in lines if "tok-123" in line or "s3cret" in line]  # ...no secret
+
+
+def test_a_token_service_that_refuses_connections_is_a_registry_error(
+    registry: LocalRegistry,
+) -> None:
+    from support.registry import free_port
+
+    realm = f"http://127.0.0.1:{free_port()}/token"
+
+    def challenge(method: str, path: str, headers: dict[str, str]) -> Answer:
+        return Answer(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"'})
+
+    with proxy(registry.host, challenge) as front, pytest.raises(RegistryError) as caught:
+        fast_client(front.host).ping()
+    assert caught.value.url == realm

@@ -34,7 +34,7 @@ from support.images import (
     tar_layer,
     zstd_layer,
 )
-from support.proxy import Answer, proxy
+from support.proxy import Answer, CutAfter, proxy
 from support.registry import LocalRegistry
 
 OPTIONS = IndexOptions(min_layer_size=256 * 1024, span_size=512 * 1024, max_workers=2)
@@ -319,6 +319,60 @@ def test_a_newer_result_written_while_an_older_run_worked_is_kept(
     (newer_result,) = newer
     written = registry.client().head_manifest("pipeline/raced", "v1-soci")
     assert f"v1-soci@{written}" in str(newer_result.output_reference)
+
+
+def test_a_throttle_asking_to_wait_past_the_deadline_ends_the_run_untagged(
+    registry: LocalRegistry,
+) -> None:
+    push(registry, "pipeline/throttled", amd64(BIG_A))
+
+    def throttle_manifest_writes(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        if method == "PUT" and "/manifests/" in path:
+            return Answer(429, {"Retry-After": "20"})
+        return None
+
+    soon = replace(OPTIONS, deadline=time.monotonic() + 15)
+    with (
+        proxy(registry.host, throttle_manifest_writes) as front,
+        pytest.raises(DeadlineExceeded, match="v1-soci was not written"),
+    ):
+        index_image(registry.client(via=front.host), "pipeline/throttled", "v1", soon)
+    assert registry.client().head_manifest("pipeline/throttled", "v1-soci") is None
+
+
+def test_a_layer_stalled_past_the_deadline_is_not_resumed(registry: LocalRegistry) -> None:
+    push(registry, "pipeline/stalled", amd64(BIG_A))
+
+    def stall_layer(method: str, path: str, headers: dict[str, str]) -> CutAfter | None:
+        return CutAfter(64 * 1024, "stall", 3) if path.endswith(BIG_A.digest) else None
+
+    soon = replace(OPTIONS, deadline=time.monotonic() + 1)
+    with proxy(registry.host, stall_layer) as front:
+        with pytest.raises(DeadlineExceeded):
+            index_image(registry.client(via=front.host), "pipeline/stalled", "v1", soon)
+        layer_reads = [r for r in front.requests if r[1].endswith(BIG_A.digest)]
+    assert layer_reads == [("GET", f"/v2/pipeline/stalled/blobs/{BIG_A.digest}")]
+    assert registry.client().head_manifest("pipeline/stalled", "v1-soci") is None
+
+
+def test_when_one_layer_fails_the_others_stop_reading(registry: LocalRegistry) -> None:
+    push(registry, "pipeline/sibling", amd64(BIG_A, BIG_B))
+
+    def refuse_a_stall_b(
+        method: str, path: str, headers: dict[str, str]
+    ) -> Answer | CutAfter | None:
+        if path.endswith(BIG_A.digest):
+            return Answer(403)
+        if path.endswith(BIG_B.digest):
+            return CutAfter(64 * 1024, "stall", 2)
+        return None
+
+    with proxy(registry.host, refuse_a_stall_b) as front:
+        with pytest.raises(RegistryError) as caught:
+            index_image(registry.client(via=front.host), "pipeline/sibling", "v1", OPTIONS)
+        b_reads = [r for r in front.requests if r[1].endswith(BIG_B.digest)]
+    assert caught.value.status == 403
+    assert len(b_reads) == 1  # B stopped at its next chunk: no resume after the stall
 
 
 # ---- image shapes ---------------------------------------------------------------------------

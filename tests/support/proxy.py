@@ -14,7 +14,9 @@ import contextlib
 import http.client
 import os
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Literal
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
@@ -31,7 +34,8 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True)
 class Answer:
-    """Answer the request with this instead of forwarding it."""
+    """Answer the request with this instead of forwarding it (with a Content-Length
+    of the body unless ``headers`` set one, garbled or not)."""
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
@@ -118,7 +122,8 @@ def _handler_class(
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer.body)))
+            if "content-length" not in {name.lower() for name in answer.headers}:
+                self.send_header("Content-Length", str(len(answer.body)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(answer.body)
@@ -185,13 +190,31 @@ def _body_chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:
         yield chunk
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by ``openssl``: the certificate is
+    its own authority, so a client trusts it through ``SSL_CERT_FILE``."""
+    cert, key = directory / "loopback.crt", directory / "loopback.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @contextmanager
-def proxy(upstream: str, hook: Hook) -> Iterator[Proxy]:
-    """A proxy on a free loopback port in front of ``upstream`` (``host:port``)."""
+def proxy(upstream: str, hook: Hook, *, tls: tuple[Path, Path] | None = None) -> Iterator[Proxy]:
+    """A proxy on a free loopback port in front of ``upstream`` (``host:port``);
+    ``tls`` (certificate, key) makes it speak HTTPS."""
     requests: list[tuple[str, str]] = []
     exchanges: list[Exchange] = []
     handler = _handler_class(upstream, hook, requests, exchanges)
     server = _QuietServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

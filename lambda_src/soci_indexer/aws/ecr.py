@@ -81,19 +81,32 @@ class EcrCredentials:
             return self._cached
 
     def _fetch(self) -> tuple[Credentials, float]:
-        import boto3  # the Lambda runtime ships it; imported only for ECR hosts
-
-        ecr = boto3.client("ecr", region_name=self._region)
         try:
+            import boto3  # the Lambda runtime ships it; imported only for ECR hosts
+        except ImportError:
+            raise AuthError(
+                "boto3 is needed for Amazon ECR credentials: pip install boto3"
+            ) from None
+        try:
+            ecr = boto3.client("ecr", region_name=self._region)
             reply = ecr.get_authorization_token(registryIds=[self._account])
         except Exception as exc:  # botocore's errors are many; all mean "no token"
             raise AuthError(
                 f"ECR refused an authorization token for account {self._account} "
                 f"in {self._region}: {type(exc).__name__}"
             ) from None
-        data = reply["authorizationData"][0]
-        username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
-        expires = data["expiresAt"].timestamp() - 300
+        try:
+            data = reply["authorizationData"][0]
+            decoded = base64.b64decode(data["authorizationToken"], validate=True).decode()
+            expires = data["expiresAt"].timestamp() - 300
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+            decoded, expires = "", 0.0
+        username, sep, password = decoded.partition(":")
+        if not sep:
+            raise AuthError(
+                f"ECR sent no usable authorization token for account {self._account} "
+                f"in {self._region}; retry, and check the ECR endpoint if it persists"
+            )
         return Credentials(username, password), expires
 
 

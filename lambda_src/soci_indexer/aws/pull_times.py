@@ -90,7 +90,7 @@ def ecs_client(region: str | None) -> ECSClient:
     try:
         import boto3
     except ImportError:
-        raise EcsError("pull-times needs boto3: pip install 'soci-fargate[aws]'") from None
+        raise EcsError("boto3 is needed for pull-times: pip install boto3") from None
     return _call(lambda: boto3.client("ecs", region_name=region))
 
 

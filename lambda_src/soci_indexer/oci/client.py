@@ -4,14 +4,19 @@ One ``RegistryClient`` talks to one registry host. Connections are kept alive
 per thread (layers are streamed from a thread pool), blobs arrive as an
 iterator of chunks that survives a dropped connection by resuming with a
 Range request, and every request is retried with backoff on 429, 5xx and
-connection errors. Credentials come from a ``CredentialSource`` (``auth``): by
-default the Docker config file, or nowhere (anonymous); ``aws.ecr`` supplies
-Amazon ECR's.
+connection errors. ``with_deadline`` gives a view of the client that stops
+anywhere (before a request, between chunks, instead of a retry's wait, and
+through socket timeouts never longer than the time left) with
+``DeadlineExceeded`` once the deadline passes, or with ``Cancelled`` once a
+shared flag is set. Credentials come from a ``CredentialSource`` (``auth``):
+by default the Docker config file, or nowhere (anonymous); ``aws.ecr``
+supplies Amazon ECR's.
 Nothing here ever logs or raises a token: URLs in errors lose their query.
 """
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import http.client
 import json
@@ -21,11 +26,13 @@ import re
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
-from soci_indexer.errors import AuthError, RegistryError
+from soci_indexer.errors import AuthError, Cancelled, DeadlineExceeded, RegistryError
 from soci_indexer.oci.auth import CredentialSource, DockerConfigCredentials
 from soci_indexer.oci.manifests import sha256_digest
 from soci_indexer.settings import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
@@ -37,6 +44,7 @@ MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MA
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what registries themselves accept
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_REPEATABLE = frozenset({"GET", "HEAD", "PUT"})  # requests whose repetition changes nothing
 
 # Observes every response: (method, URL without query, status). Tests use it to
 # check the order of writes; the CLI could use it for a debug trace.
@@ -89,8 +97,54 @@ class _Challenge:
         self.lock = threading.Lock()
 
 
+_Key = tuple[str, str]  # a connection's (scheme, host:port)
+
+
+class _Connections:
+    """Every keep-alive connection a client opened, by the thread that uses it.
+
+    A connection belongs to one thread (http.client connections are not
+    thread-safe); keeping them all in one place lets the client close those
+    of threads that have ended (a finished layer pool) and, on ``close()``,
+    every one of them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_thread: dict[threading.Thread, dict[_Key, http.client.HTTPConnection]] = {}
+
+    def of_this_thread(self) -> dict[_Key, http.client.HTTPConnection]:
+        thread = threading.current_thread()
+        with self._lock:
+            return self._by_thread.setdefault(thread, {})
+
+    def close_finished(self) -> None:
+        with self._lock:
+            ended = [thread for thread in self._by_thread if not thread.is_alive()]
+            pools = [self._by_thread.pop(thread) for thread in ended]
+        _close_pools(pools)
+
+    def close_all(self) -> None:
+        with self._lock:
+            pools = list(self._by_thread.values())
+            self._by_thread.clear()
+        _close_pools(pools)
+
+
+def _close_pools(pools: Iterable[dict[_Key, http.client.HTTPConnection]]) -> None:
+    for pool in pools:
+        while pool:
+            pool.popitem()[1].close()
+
+
 class RegistryClient:
-    """Talks to one registry host over the OCI distribution API."""
+    """Talks to one registry host over the OCI distribution API.
+
+    Close it when done (``close()`` or a ``with`` block): that closes the
+    connections every thread opened. ``close_finished_threads()`` closes those
+    of threads that have ended. A client nobody closes is closed when it is
+    garbage-collected or, at the latest, when the interpreter exits.
+    """
 
     def __init__(
         self,
@@ -108,7 +162,24 @@ class RegistryClient:
         self.timeout = timeout
         self.observer = observer
         self._auth = _Challenge(credentials or DockerConfigCredentials(host))
-        self._local = threading.local()
+        self._connections = _Connections()
+        weakref.finalize(self, self._connections.close_all)
+        self._deadline: float | None = None  # time.monotonic() value
+        self._cancelled: threading.Event | None = None
+
+    def with_deadline(
+        self, deadline: float | None, cancelled: threading.Event | None = None
+    ) -> RegistryClient:
+        """This client (same connections, tokens and settings), stopping every call with
+        ``DeadlineExceeded`` once ``time.monotonic()`` passes ``deadline`` and with
+        ``Cancelled`` once ``cancelled`` is set: checked before each request and between
+        chunks of a blob, and in place of any retry wait that would end past the
+        deadline. Socket timeouts are cut to the time left, so a stalled read ends at
+        the deadline too. Close the client itself, not the view."""
+        view = copy.copy(self)
+        view._deadline = deadline
+        view._cancelled = cancelled
+        return view
 
     # ---- manifests ---------------------------------------------------------------------------
 
@@ -176,7 +247,7 @@ class RegistryClient:
                 raise _status_error("PUT manifest", 400, reply.body, self._absolute(path))
             wait = self.retry.backoff(attempt - 1)
             log.info("PUT %s: registry does not see a blob yet; retrying in %.2fs", path, wait)
-            self.retry.sleep(wait)
+            self._wait(wait, f"PUT {_resource(path)}")
         stored = reply.headers.get("docker-content-digest")
         if stored and stored != sha256_digest(data):
             raise RegistryError(
@@ -224,7 +295,8 @@ class RegistryClient:
         )
         if reply.status == 404:
             return None
-        return int(reply.headers.get("content-length", "0"))
+        url = self._url(repository, "blobs", digest)
+        return _content_length(reply.headers.get("content-length", "0"), url) or 0
 
     def get_blob(self, repository: str, digest: str) -> bytes:
         """A small blob (config, zTOC) in memory."""
@@ -268,7 +340,7 @@ class RegistryClient:
                         url=self._url(repository, "blobs", digest),
                     ) from None
                 log.info("blob %s broke at byte %d (%s); resuming", digest, position, exc)
-                self.retry.sleep(self.retry.backoff(failures - 1))
+                self._wait(self.retry.backoff(failures - 1), f"resuming blob {digest}")
 
     def push_blob(
         self,
@@ -362,9 +434,12 @@ class RegistryClient:
         )
         finished = False
         pending = bytearray()  # arrived, not yet yielded
+        conn = self._connections.of_this_thread()[conn_key]
         try:
             remaining = self._body_length(response, repository, digest, position, end)
             while remaining is None or remaining > 0:
+                self._check(f"GET blob {digest}")
+                self._bound_socket(conn)
                 want = chunk_size - len(pending)
                 # read1: take what has arrived instead of waiting for a whole chunk, so a
                 # connection that breaks loses nothing the socket had already delivered
@@ -400,8 +475,7 @@ class RegistryClient:
     ) -> int | None:
         """Bytes to read from ``response``; skips what a server ignoring Range re-sent."""
         url = self._url(repository, "blobs", digest)
-        length = response.getheader("content-length")
-        total = int(length) if length is not None else None
+        total = _content_length(response.getheader("content-length"), url)
         if response.status == 206:
             first = _content_range_start(response.getheader("content-range", ""))
             if first != position:
@@ -428,18 +502,33 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         ok: Iterable[int] = (200,),
+        sign: bool = True,
     ) -> Reply:
-        """One request with retries, auth and redirects; the whole body read."""
-        conn_key, response = self._open(method, path, scope=scope, headers=headers, body=body)
-        try:
-            # Read even a HEAD answer (b""): only a read response frees the connection for
-            # the next request; an unread one makes it fail with ResponseNotReady.
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop(conn_key)
-            raise RegistryError(
-                f"{method} failed reading the answer: {exc}", url=_clean(path)
-            ) from None
+        """One request with retries, auth and redirects; the whole body read.
+
+        An answer whose body breaks off is asked for again when repeating the
+        request is harmless (everything but POST and PATCH).
+        """
+        attempt = 0
+        while True:
+            conn_key, response = self._open(
+                method, path, scope=scope, headers=headers, body=body, sign=sign
+            )
+            try:
+                # Read even a HEAD answer (b""): only a read response frees the connection for
+                # the next request; an unread one makes it fail with ResponseNotReady.
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(conn_key)
+                attempt += 1
+                if method not in _REPEATABLE or attempt >= self.retry.attempts:
+                    raise RegistryError(
+                        f"{method} failed reading the answer after {attempt} attempts: {exc}",
+                        url=_clean(self._absolute(path)),
+                    ) from None
+                log.info("%s %s: the answer broke off (%s); asking again", method, path, exc)
+                self._wait(self.retry.backoff(attempt - 1), f"{method} {_resource(path)}")
         reply = Reply(response.status, _lower_headers(response), data)
         if reply.status not in tuple(ok):
             raise _status_error(
@@ -455,16 +544,28 @@ class RegistryClient:
         scope: str,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
-    ) -> tuple[tuple[str, str], http.client.HTTPResponse]:
+        sign: bool = True,
+    ) -> tuple[_Key, http.client.HTTPResponse]:
         """Send a request until it gets an answer worth returning (not 401 once, not a
-        retryable failure while attempts remain, not a redirect); the body is unread."""
+        retryable failure while attempts remain, not a redirect); the body is unread.
+        ``sign=False`` sends no registry credentials and returns a 401 as it is."""
         url = self._absolute(path)
+        first_host = urllib.parse.urlsplit(url).netloc
         authenticated = False
         redirects = 0
         attempt = 0
         while True:
-            send_headers = dict(headers or {})
-            own_host = urllib.parse.urlsplit(url).netloc == self.host
+            self._check(f"{method} {_resource(path)}")
+            host = urllib.parse.urlsplit(url).netloc
+            # Credentials go only where they were meant for: the registry's own, to the
+            # registry; a caller's, to the host it asked. A redirect elsewhere (ECR sends
+            # blob GETs to pre-signed S3 URLs) is followed without them.
+            send_headers = {
+                name: value
+                for name, value in (headers or {}).items()
+                if host == first_host or name.lower() != "authorization"
+            }
+            own_host = sign and host == self.host
             if own_host:
                 send_headers.update(self._auth_header(scope))
             try:
@@ -475,7 +576,7 @@ class RegistryClient:
                     raise RegistryError(
                         f"{method} failed after {attempt} attempts: {exc}", url=_clean(url)
                     ) from None
-                self.retry.sleep(self.retry.backoff(attempt - 1))
+                self._wait(self.retry.backoff(attempt - 1), f"{method} {_resource(path)}")
                 continue
             status = response.status
             if status == 401 and own_host and not authenticated:
@@ -490,26 +591,28 @@ class RegistryClient:
                 self._finish(conn_key, response)
                 if redirects > 5:
                     raise RegistryError("too many redirects", url=_clean(url))
-                url = location
+                url = _redirect_target(url, location)
                 continue
             if status in _RETRY_STATUSES and attempt + 1 < self.retry.attempts:
-                wait = self._retry_wait(response, attempt)
+                wait, asked = self._retry_wait(response, attempt)
                 self._finish(conn_key, response)
                 log.info("%s %s answered %d; retrying in %.2fs", method, _clean(url), status, wait)
                 attempt += 1
-                self.retry.sleep(wait)
+                what = f"{method} {_resource(path)} answered {status}"
+                self._wait(wait, what + (" with Retry-After" if asked else ""))
                 continue
-            if status == 401:
+            if status == 401 and own_host:
                 self._finish(conn_key, response)
                 raise AuthError("the registry refused our credentials", status=401, url=_clean(url))
             return conn_key, response
 
     def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None
-    ) -> tuple[tuple[str, str], http.client.HTTPResponse]:
+    ) -> tuple[_Key, http.client.HTTPResponse]:
         parts = urllib.parse.urlsplit(url)
         conn_key = (parts.scheme, parts.netloc)
         conn = self._connection(conn_key)
+        self._bound_socket(conn)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         if body is not None:
             headers.setdefault("Content-Length", str(len(body)))
@@ -524,13 +627,50 @@ class RegistryClient:
         log.debug("%s %s -> %d", method, _clean(url), response.status)
         return conn_key, response
 
-    def _retry_wait(self, response: http.client.HTTPResponse, attempt: int) -> float:
+    def _retry_wait(self, response: http.client.HTTPResponse, attempt: int) -> tuple[float, bool]:
+        """Seconds to wait before retrying, and whether the registry said how long."""
         retry_after = _parse_retry_after(response.getheader("retry-after"))
         if retry_after is not None:
-            return min(retry_after, self.retry.max_retry_after)
-        return self.retry.backoff(attempt)
+            return min(retry_after, self.retry.max_retry_after), True
+        return self.retry.backoff(attempt), False
 
-    def _finish(self, conn_key: tuple[str, str], response: http.client.HTTPResponse) -> None:
+    # ---- deadline and cancellation -----------------------------------------------------------
+
+    def _time_left(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def _check(self, doing: str) -> None:
+        """Raise if the run was cancelled or its deadline has passed."""
+        if self._cancelled is not None and self._cancelled.is_set():
+            raise Cancelled(f"stopped before {doing}: another part of the run failed")
+        left = self._time_left()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded(f"the deadline passed during {doing}")
+
+    def _wait(self, seconds: float, doing: str) -> None:
+        """A retry's wait, unless it would end past the deadline: then fail now."""
+        self._check(doing)
+        left = self._time_left()
+        if left is not None and seconds >= left:
+            raise DeadlineExceeded(
+                f"{doing}; waiting {seconds:.1f} s to retry would pass the deadline "
+                f"({max(left, 0):.1f} s left)"
+            )
+        self.retry.sleep(seconds)
+        self._check(doing)
+
+    def _socket_timeout(self) -> float:
+        """The client's timeout, cut to the time left before the deadline."""
+        left = self._time_left()
+        return self.timeout if left is None else max(min(self.timeout, left), 0.001)
+
+    def _bound_socket(self, conn: http.client.HTTPConnection) -> None:
+        timeout = self._socket_timeout()
+        conn.timeout = timeout  # the next connect
+        if conn.sock is not None:  # an open connection: its next send and receive
+            conn.sock.settimeout(timeout)
+
+    def _finish(self, conn_key: _Key, response: http.client.HTTPResponse) -> None:
         """Read a response we do not want so the connection can be reused."""
         try:
             _discard(response, None)
@@ -539,8 +679,8 @@ class RegistryClient:
 
     # ---- connections -------------------------------------------------------------------------
 
-    def _connection(self, key: tuple[str, str]) -> http.client.HTTPConnection:
-        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._pool()
+    def _connection(self, key: _Key) -> http.client.HTTPConnection:
+        pool = self._connections.of_this_thread()
         conn = pool.get(key)
         if conn is None:
             scheme, netloc = key
@@ -551,23 +691,30 @@ class RegistryClient:
             pool[key] = conn
         return conn
 
-    def _drop(self, key: tuple[str, str]) -> None:
-        conn = self._pool().pop(key, None)
+    def _drop(self, key: _Key) -> None:
+        conn = self._connections.of_this_thread().pop(key, None)
         if conn is not None:
             conn.close()
 
-    def _pool(self) -> dict[tuple[str, str], http.client.HTTPConnection]:
-        pool: dict[tuple[str, str], http.client.HTTPConnection] | None = getattr(
-            self._local, "pool", None
-        )
-        if pool is None:
-            pool = self._local.pool = {}
-        return pool
+    def close_finished_threads(self) -> None:
+        """Close the connections of threads that have ended, such as a finished pool's."""
+        self._connections.close_finished()
 
     def close(self) -> None:
-        """Close this thread's connections."""
-        for key in list(self._pool()):
-            self._drop(key)
+        """Close the connections of every thread. Call it once no thread uses the client;
+        a later request opens a new connection."""
+        self._connections.close_all()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # ---- auth --------------------------------------------------------------------------------
 
@@ -605,13 +752,14 @@ class RegistryClient:
         token_url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
         creds = self._auth.source.credentials()
         headers = {"Authorization": creds.basic()} if creds else {}
-        conn_key, response = self._send("GET", token_url, headers, None)
-        body = response.read()
-        self._finish(conn_key, response)
-        if response.status != 200:
+        try:
+            body = self._call("GET", token_url, scope="", headers=headers, sign=False).body
+        except RegistryError as exc:
+            if exc.status is None:  # the token service could not be reached
+                raise
             raise AuthError(
-                "the token service refused us", status=response.status, url=_clean(realm)
-            )
+                "the token service refused us", status=exc.status, url=_clean(realm)
+            ) from None
         try:
             answer = json.loads(body)
             token = answer.get("token") or answer.get("access_token")
@@ -642,6 +790,19 @@ def _clean(url: str) -> str:
     """A URL safe to show: no query (pre-signed URLs and upload states carry secrets)."""
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _redirect_target(current: str, location: str) -> str:
+    """Where a redirect may take us: http(s) only, and never from https down to http."""
+    before, after = urllib.parse.urlsplit(current).scheme, urllib.parse.urlsplit(location).scheme
+    if after not in ("http", "https"):
+        raise RegistryError(f"refused a redirect to a {after!r} URL", url=_clean(current))
+    if before == "https" and after != "https":
+        raise RegistryError(
+            "refused a redirect from https to http: the answer would travel unencrypted",
+            url=_clean(current),
+        )
+    return location
 
 
 def _with_query(url: str, **params: str) -> str:
@@ -718,6 +879,16 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
     params = {key.lower(): value for key, value in re.findall(r'(\w+)="([^"]*)"', rest)}
     return scheme.lower(), params
+
+
+def _content_length(value: str | None, url: str) -> int | None:
+    """A Content-Length header as a number of bytes (None when there is none)."""
+    if value is None:
+        return None
+    digits = value.strip()
+    if not (digits.isascii() and digits.isdigit()):
+        raise RegistryError(f"the registry sent a Content-Length of {value[:40]!r}", url=url)
+    return int(digits)
 
 
 def _content_range_start(value: str) -> int | None:

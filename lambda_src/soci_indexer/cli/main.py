@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a command ended by SIGPIPE
 
 
 def _byte_count(text: str, *, minimum: int) -> int:
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="soci-indexer",
         description="Build SOCI indexes (zTOCs) for container image layers and images.",
-        epilog="Exit status: 0 success, 1 failure, 2 bad input.",
+        epilog="Exit status: 0 success, 1 failure, 2 bad input, 141 when the reader of the"
+        " output stops early (soci-indexer inspect big.ztoc | head -1).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {settings.VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -413,6 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.run(args)
+        sys.stdout.flush()  # a reader gone early shows here, not at interpreter exit
+    except BrokenPipeError:
+        # Python's documented SIGPIPE handling: the rest of the output goes nowhere, so the
+        # interpreter's final flush cannot fail again, and the exit is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except LayerError as exc:
         print(f"soci-indexer: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

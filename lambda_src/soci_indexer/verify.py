@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from soci_indexer import settings
 from soci_indexer.engine import readback, ztoc
 from soci_indexer.engine.ztoc import Compression, FileMetadata, Ztoc
-from soci_indexer.errors import SociError
+from soci_indexer.errors import ManifestError, RegistryError, SociError
 from soci_indexer.oci import manifests
 from soci_indexer.oci.client import RegistryClient
 from soci_indexer.oci.manifests import Descriptor, ImageIndex, ImageManifest
@@ -125,6 +125,7 @@ class _Checker:
 
     def check_index(self, index: ImageIndex) -> None:
         soci_listed = {d.digest for d in index.manifests if manifests.is_soci_index_descriptor(d)}
+        children: dict[str, ImageManifest | ImageIndex] = {}
         for desc in index.manifests:
             if (
                 manifests.is_soci_index_descriptor(desc)
@@ -133,7 +134,7 @@ class _Checker:
                 continue
             if manifests.is_attestation(desc):
                 continue
-            child = self.manifest(desc.digest)
+            child = children[desc.digest] = self.manifest(desc.digest)
             platform = str(desc.platform) if desc.platform else desc.digest
             if not isinstance(child, ImageManifest) or not child.is_soci_enabled:
                 self.report.notes.append(f"{platform} is not SOCI-enabled (left as pushed)")
@@ -143,6 +144,41 @@ class _Checker:
                     f"{platform}: its SOCI index is not listed in the index"
                 )
             self.check_platform(platform, child)
+        for desc in index.manifests:
+            if manifests.is_soci_index_descriptor(desc):
+                self._check_binding(desc, children)
+
+    def _check_binding(
+        self, soci: Descriptor, listed: dict[str, ImageManifest | ImageIndex]
+    ) -> None:
+        """A SOCI index entry names the image manifest it belongs to; that manifest must be
+        in the repository and name this SOCI index back."""
+        key = manifests.ANNOTATION_IMAGE_MANIFEST_DIGEST
+        named = soci.annotations.get(key)
+        if not named:
+            self.report.problems.append(
+                f"SOCI index {soci.digest} has no {key} annotation: it belongs to no image"
+            )
+            return
+        stated = f"SOCI index {soci.digest} names image manifest {named} ({key})"
+        image = listed.get(named)
+        if image is None:
+            try:
+                fetched = self.client.get_manifest(self.repository, named)
+                image = manifests.parse_manifest(fetched.data, fetched.media_type)
+            except RegistryError as exc:
+                if exc.status != 404:
+                    raise
+                self.report.problems.append(f"{stated}, which the repository does not have")
+                return
+            except ManifestError:
+                self.report.problems.append(f"{stated}, which is not a manifest")
+                return
+        back = image.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
+        if not isinstance(image, ImageManifest) or back != soci.digest:
+            self.report.problems.append(
+                f"{stated}, whose {manifests.ANNOTATION_INDEX_DIGEST} is not this SOCI index"
+            )
 
     def check_platform(self, platform: str, image: ImageManifest) -> None:
         soci_digest = image.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)

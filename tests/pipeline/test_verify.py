@@ -172,3 +172,50 @@ def test_the_output_index_lists_what_verify_reads(
     """The index verify starts from is plain JSON any client can read."""
     index = json.loads(registry.client().get_manifest(REPO, "v1-soci").data)
     assert index["mediaType"] == settings.OCI_INDEX
+
+
+def rebind(client: RegistryClient, tag: str, image_manifest_digest: str) -> str:
+    """Push a copy of the ``v1-soci`` index under ``tag`` whose SOCI index entry names
+    ``image_manifest_digest``; return the SOCI index digest."""
+    index = manifests.parse_manifest(client.get_manifest(REPO, "v1-soci").data)
+    assert isinstance(index, ImageIndex)
+    key = manifests.ANNOTATION_IMAGE_MANIFEST_DIGEST
+    (soci,) = (desc for desc in index.manifests if key in desc.annotations)
+    entries = tuple(
+        dataclasses.replace(desc, annotations={key: image_manifest_digest})
+        if desc is soci
+        else desc
+        for desc in index.manifests
+    )
+    changed = dataclasses.replace(index, manifests=entries).serialize()
+    client.put_manifest(REPO, tag, changed, settings.OCI_INDEX)
+    return soci.digest
+
+
+def test_a_SOCI_index_bound_to_a_manifest_the_repository_lacks_fails_verification(
+    registry: LocalRegistry, indexed: ImageResult
+) -> None:
+    client = registry.client()
+    absent = "sha256:" + "1" * 64
+    soci_digest = rebind(client, "bound-to-nothing", absent)
+    report = verify_image(client, REPO, "bound-to-nothing")
+    assert not report.ok
+    assert report.problems == [
+        f"SOCI index {soci_digest} names image manifest {absent}"
+        f" ({manifests.ANNOTATION_IMAGE_MANIFEST_DIGEST}), which the repository does not have"
+    ]
+
+
+def test_a_SOCI_index_bound_to_a_manifest_that_does_not_point_back_fails_verification(
+    registry: LocalRegistry, indexed: ImageResult
+) -> None:
+    client = registry.client()
+    unindexed = client.get_manifest(REPO, "v1").digest  # exists, names no SOCI index
+    soci_digest = rebind(client, "bound-to-the-source", unindexed)
+    report = verify_image(client, REPO, "bound-to-the-source")
+    assert not report.ok
+    assert report.problems == [
+        f"SOCI index {soci_digest} names image manifest {unindexed}"
+        f" ({manifests.ANNOTATION_IMAGE_MANIFEST_DIGEST}), whose"
+        f" {manifests.ANNOTATION_INDEX_DIGEST} is not this SOCI index"
+    ]

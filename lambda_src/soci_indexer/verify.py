@@ -1,7 +1,9 @@
 """Check a SOCI-enabled image the way the snapshotter will read it.
 
 From the image (or index) reference: find each platform's SOCI index through
-the ``com.amazon.soci.index-digest`` annotation, fetch its zTOCs, and check
+the ``com.amazon.soci.index-digest`` annotation (v2; the index's SOCI index entry
+must name that manifest back through ``com.amazon.soci.image-manifest-digest``),
+or among the referrers of the platform's manifest (v1), fetch its zTOCs, and check
 each against its layer with range requests: span digests, the gzip header
 before the first checkpoint, spans that end exactly at the blob and tar sizes,
 and a TOC with no entry left out (the bytes between entries are exactly one
@@ -24,7 +26,7 @@ from soci_indexer import settings
 from soci_indexer.engine import readback, ztoc
 from soci_indexer.engine.ztoc import Compression, FileMetadata, Ztoc
 from soci_indexer.errors import ManifestError, RegistryError, SociError
-from soci_indexer.oci import manifests
+from soci_indexer.oci import manifests, referrers
 from soci_indexer.oci.client import RegistryClient
 from soci_indexer.oci.manifests import Descriptor, ImageIndex, ImageManifest
 
@@ -75,11 +77,16 @@ def verify_image(
     separator = "@" if manifests.is_digest(reference) else ":"
     report = VerifyReport(f"{client.host}/{repository}{separator}{reference}")
     checker = _Checker(client, repository, report, samples)
-    fetched = checker.manifest(target)
-    if isinstance(fetched, ImageIndex):
-        checker.check_index(fetched)
-    else:
-        checker.check_platform("", fetched)
+    fetched = checker.client.get_manifest(repository, target)
+    report.metadata_bytes += len(fetched.data)
+    top = manifests.parse_manifest(fetched.data, fetched.media_type)
+    if isinstance(top, ImageIndex):
+        checker.check_index(top)
+    elif not checker.check_platform("", top, fetched.digest):
+        report.problems.append(
+            f"the manifest is not SOCI-enabled: no {manifests.ANNOTATION_INDEX_DIGEST}"
+            " annotation (v2) and no SOCI index among its referrers (v1)"
+        )
     if not report.layers and not report.problems:
         report.problems.append("no SOCI-enabled manifest found: nothing to verify")
     return report
@@ -136,14 +143,16 @@ class _Checker:
                 continue
             child = children[desc.digest] = self.manifest(desc.digest)
             platform = str(desc.platform) if desc.platform else desc.digest
-            if not isinstance(child, ImageManifest) or not child.is_soci_enabled:
-                self.report.notes.append(f"{platform} is not SOCI-enabled (left as pushed)")
+            if not isinstance(child, ImageManifest):
+                self.report.notes.append(f"{platform} is not an image manifest (left as pushed)")
                 continue
-            if child.annotations[manifests.ANNOTATION_INDEX_DIGEST] not in soci_listed:
+            soci_digest = child.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
+            if soci_digest is not None and soci_digest not in soci_listed:
                 self.report.problems.append(
                     f"{platform}: its SOCI index is not listed in the index"
                 )
-            self.check_platform(platform, child)
+            if not self.check_platform(platform, child, desc.digest):
+                self.report.notes.append(f"{platform} is not SOCI-enabled (left as pushed)")
         for desc in index.manifests:
             if manifests.is_soci_index_descriptor(desc):
                 self._check_binding(desc, children)
@@ -180,16 +189,38 @@ class _Checker:
                 f"{stated}, whose {manifests.ANNOTATION_INDEX_DIGEST} is not this SOCI index"
             )
 
-    def check_platform(self, platform: str, image: ImageManifest) -> None:
+    def check_platform(self, platform: str, image: ImageManifest, digest: str) -> bool:
+        """Check the SOCI index of the image manifest ``digest``: the one its
+        ``com.amazon.soci.index-digest`` names (v2), else those that name it as their
+        ``subject`` (v1). False when it has none."""
         soci_digest = image.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
-        if soci_digest is None:
-            self.report.problems.append(
-                "the manifest is not SOCI-enabled (no com.amazon.soci.index-digest annotation)"
-            )
-            return
+        if soci_digest is not None:
+            self._check_soci_index(platform, image, soci_digest)
+            return True
+        found = False
+        for listed in referrers.soci_v1_indexes(self.client, self.repository, digest):
+            if self.client.head_manifest(self.repository, listed) is None:
+                self.report.notes.append(
+                    f"{platform or digest}: SOCI index {listed} is listed among its referrers"
+                    " but not in the repository (a stale entry)"
+                )
+                continue
+            found = True
+            self._check_soci_index(platform, image, listed, subject=digest)
+        return found
+
+    def _check_soci_index(
+        self, platform: str, image: ImageManifest, soci_digest: str, subject: str = ""
+    ) -> None:
         soci = self.manifest(soci_digest)
         if not isinstance(soci, ImageManifest) or not soci.is_soci_index:
             self.report.problems.append(f"{soci_digest} is not a SOCI index manifest")
+            return
+        if subject and (soci.subject is None or soci.subject.digest != subject):
+            self.report.problems.append(
+                f"SOCI index {soci_digest} is listed among the referrers of {subject}"
+                " but its subject is not that manifest"
+            )
             return
         self.report.metadata_bytes += image.config.size
         self.report.image_bytes += image.config.size + sum(layer.size for layer in image.layers)

@@ -66,8 +66,25 @@ def test_an_image_that_was_never_indexed_fails_verification(
     report = verify_image(registry.client(), REPO, "v1")
     assert not report.ok
     assert report.problems == [
-        "the manifest is not SOCI-enabled (no com.amazon.soci.index-digest annotation)"
+        "the manifest is not SOCI-enabled: no com.amazon.soci.index-digest annotation (v2)"
+        " and no SOCI index among its referrers (v1)"
     ]
+
+
+@pytest.mark.parametrize("as_index", [False, True], ids=["manifest", "index"])
+def test_an_image_indexed_with_index_version_v1_verifies_through_its_referrers(
+    registry: LocalRegistry, as_index: bool
+) -> None:
+    client = registry.client()
+    repository = f"verify/legacy-{'index' if as_index else 'manifest'}"
+    image = PlatformImage("linux", "amd64", (GZIP, TAR))
+    push_image(client, repository, "v1", [image], as_index=as_index)
+    v1 = dataclasses.replace(OPTIONS, index_version="v1")
+    assert len(index_image(client, repository, "v1", v1).soci_indexes) == 1
+    report = verify_image(client, repository, "v1")
+    assert report.problems == []
+    assert [check.layer.digest for check in report.layers] == [GZIP.digest, TAR.digest]
+    assert report.ok
 
 
 def republish(

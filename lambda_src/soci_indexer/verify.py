@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from soci_indexer import settings
@@ -302,30 +302,39 @@ class _Checker:
             previous = entry.uncompressed_offset
 
     def _check_against_full_read(self, check: LayerCheck, parsed: Ztoc) -> None:
-        """One full read: header chains between entries, and the sampled files' bytes."""
+        """One full read: header chains between entries, and the sampled files' bytes.
+
+        Both sides of the comparison are digests taken as the bytes stream past, so memory
+        stays bounded by the span size however large a sampled file is."""
         gaps = _gaps(parsed.metadata)
         sample = _sample(parsed.metadata, self.samples)
+        chains = [_HeaderChain() for _ in gaps]
+        full_reads = [hashlib.sha256() for _ in sample]
         ranges = [
             *gaps,
             *((e.uncompressed_offset, e.uncompressed_offset + e.uncompressed_size) for e in sample),
         ]
+        sinks = [*(chain.feed for chain in chains), *(digest.update for digest in full_reads)]
         blob = self.client.stream_blob(self.repository, check.layer.digest)
         gzip = parsed.compression.algorithm is Compression.GZIP
         try:
-            pieces = _collect(_inflate(blob) if gzip else blob, ranges)
+            _feed(_inflate(blob) if gzip else blob, ranges, sinks)
         except zlib.error as exc:
             check.problems.append(f"the layer does not decompress: {exc}")
             return
-        for index, (entry, chain) in enumerate(zip(parsed.metadata, pieces, strict=False)):
-            if not _is_header_chain(chain):
+        for index, (entry, chain) in enumerate(zip(parsed.metadata, chains, strict=True)):
+            if not chain.ok:
                 check.problems.append(
                     f"the bytes before TOC entry {index} ({entry.name!r}) "
                     "are not one chain of tar headers"
                 )
                 return
-        for entry, full in zip(sample, pieces[len(gaps) :], strict=True):
-            lazy = readback.read_entry(parsed, entry, self._fetch(check.layer.digest, counted=True))
-            if lazy != full:
+        for entry, full in zip(sample, full_reads, strict=True):
+            lazy = hashlib.sha256()
+            fetch = self._fetch(check.layer.digest, counted=True)
+            for piece in readback.entry_chunks(parsed, entry, fetch):
+                lazy.update(piece)
+            if lazy.digest() != full.digest():
                 check.problems.append(f"{entry.name!r} read lazily differs from a full read")
             check.files_read += 1
             self.report.files_read += 1
@@ -363,21 +372,44 @@ def _gaps(entries: Sequence[FileMetadata]) -> list[tuple[int, int]]:
     return gaps
 
 
-def _is_header_chain(chain: bytes) -> bool:
-    """PAX ``x`` / GNU ``L``/``K`` headers with their data, then exactly one entry header."""
-    position = 0
-    while position + BLOCK <= len(chain):
-        block = chain[position : position + BLOCK]
-        if not _checksum_ok(block):
-            return False
-        position += BLOCK
-        if block[156] not in _CHAIN_TYPES:
-            return position == len(chain)
+class _HeaderChain:
+    """Whether the bytes fed, a piece at a time, are PAX ``x`` / GNU ``L``/``K`` headers with
+    their data, then exactly one entry header. Holds one block, never the header data."""
+
+    def __init__(self) -> None:
+        self._block = bytearray()
+        self._skip = 0  # data (and padding) of the last x/L/K header still to pass
+        self._state = "open"  # "closed" after the entry's own header, "bad" on any fault
+
+    @property
+    def ok(self) -> bool:
+        return self._state == "closed"
+
+    def feed(self, piece: memoryview) -> None:
+        position = 0
+        while position < len(piece) and self._state != "bad":
+            if self._state == "closed":  # bytes after the entry header
+                self._state = "bad"
+            elif self._skip:
+                step = min(self._skip, len(piece) - position)
+                self._skip -= step
+                position += step
+            else:
+                take = min(BLOCK - len(self._block), len(piece) - position)
+                self._block += piece[position : position + take]
+                position += take
+                if len(self._block) == BLOCK:
+                    self._header(bytes(self._block))
+                    self._block.clear()
+
+    def _header(self, block: bytes) -> None:
         size = _octal(block[124:136])
-        if size is None:
-            return False
-        position += -(-size // BLOCK) * BLOCK
-    return False
+        if not _checksum_ok(block) or size is None:
+            self._state = "bad"
+        elif block[156] not in _CHAIN_TYPES:
+            self._state = "closed"
+        else:
+            self._skip = -(-size // BLOCK) * BLOCK
 
 
 def _checksum_ok(block: bytes) -> bool:
@@ -434,14 +466,19 @@ def _inflate(chunks: Iterable[bytes]) -> Iterator[bytes]:
         raise zlib.error("the gzip stream ends before its last member does")
 
 
-def _collect(stream: Iterable[bytes], ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-    """The bytes of each ``[start, end)`` range of a stream read once, in the given order."""
+def _feed(
+    stream: Iterable[bytes],
+    ranges: Sequence[tuple[int, int]],
+    sinks: Sequence[Callable[[memoryview], object]],
+) -> None:
+    """Hand ``sinks[i]`` the bytes of ``ranges[i]`` (``[start, end)``) of a stream read once,
+    a piece at a time, in stream order; the stream is read to its end."""
     order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
-    pieces = [bytearray() for _ in ranges]
     offset = 0
     next_index = 0
     active: list[int] = []
     for chunk in stream:
+        view = memoryview(chunk)
         chunk_end = offset + len(chunk)
         while next_index < len(order) and ranges[order[next_index]][0] < chunk_end:
             active.append(order[next_index])
@@ -450,7 +487,6 @@ def _collect(stream: Iterable[bytes], ranges: Sequence[tuple[int, int]]) -> list
             start, end = ranges[index]
             low, high = max(start, offset), min(end, chunk_end)
             if low < high:
-                pieces[index] += chunk[low - offset : high - offset]
+                sinks[index](view[low - offset : high - offset])
         active = [i for i in active if ranges[i][1] > chunk_end]
         offset = chunk_end
-    return [bytes(piece) for piece in pieces]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -15,7 +18,14 @@ from soci_indexer.oci.client import RegistryClient
 from soci_indexer.oci.manifests import Descriptor, ImageIndex, ImageManifest
 from soci_indexer.pipeline import ImageResult, IndexOptions, index_image
 from soci_indexer.verify import VerifyReport, verify_image
-from support.images import PlatformImage, gzip_tar_layer, push_image, tar_layer
+from support.images import (
+    MIB,
+    PlatformImage,
+    gzip_tar_layer,
+    push_image,
+    tar_layer,
+    zeros_file_layer,
+)
 from support.registry import LocalRegistry
 
 OPTIONS = IndexOptions(min_layer_size=256 * 1024, span_size=256 * 1024)
@@ -236,3 +246,43 @@ def test_a_SOCI_index_bound_to_a_manifest_that_does_not_point_back_fails_verific
         f" ({manifests.ANNOTATION_IMAGE_MANIFEST_DIGEST}), whose"
         f" {manifests.ANNOTATION_INDEX_DIGEST} is not this SOCI index"
     ]
+
+
+ZEROS_MIB = 256
+PEAK_OF_VERIFY = """
+import re, sys
+from soci_indexer.cli.main import main
+status = main(sys.argv[1:])
+status_text = open("/proc/self/status").read()
+print("peak", re.search(r"^VmHWM:\\s+(\\d+) kB", status_text, re.M).group(1), file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def test_verify_reads_a_big_file_back_in_memory_well_below_its_size(
+    registry: LocalRegistry,
+) -> None:
+    """``verify`` compares the sampled files by streamed digests, not by holding them: its
+    peak resident memory (VmHWM, in a process of its own) stays far below the file's size."""
+    client = registry.client()
+    push_image(
+        client,
+        "verify/zeros",
+        "v1",
+        [PlatformImage("linux", "amd64", (zeros_file_layer(ZEROS_MIB),))],
+    )
+    index_image(client, "verify/zeros", "v1", IndexOptions(min_layer_size=0))
+    image = f"{registry.host}/verify/zeros:v1-soci"
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_OF_VERIFY, "verify", image, "--plain-http"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 files read lazily: ok" in done.stdout
+    peak = re.fullmatch(r"peak (\d+)\n", done.stderr)
+    assert peak is not None, done.stderr
+    peak_kib = int(peak[1])
+    assert peak_kib * 1024 < ZEROS_MIB * MIB // 2

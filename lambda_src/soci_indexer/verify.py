@@ -77,7 +77,7 @@ def verify_image(
     separator = "@" if manifests.is_digest(reference) else ":"
     report = VerifyReport(f"{client.host}/{repository}{separator}{reference}")
     checker = _Checker(client, repository, report, samples)
-    fetched = checker.client.get_manifest(repository, target)
+    fetched = client.get_manifest(repository, target)
     report.metadata_bytes += len(fetched.data)
     top = manifests.parse_manifest(fetched.data, fetched.media_type)
     if isinstance(top, ImageIndex):
@@ -124,6 +124,7 @@ class _Checker:
         self.report = report
         self.samples = samples
         self.fetched: set[tuple[str, int, int]] = set()
+        self.sized: set[str] = set()  # image manifests counted in image_bytes
 
     def manifest(self, reference: str) -> ImageManifest | ImageIndex:
         fetched = self.client.get_manifest(self.repository, reference)
@@ -195,7 +196,7 @@ class _Checker:
         ``subject`` (v1). False when it has none."""
         soci_digest = image.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
         if soci_digest is not None:
-            self._check_soci_index(platform, image, soci_digest)
+            self._check_soci_index(platform, image, digest, soci_digest)
             return True
         found = False
         for listed in referrers.soci_v1_indexes(self.client, self.repository, digest):
@@ -206,24 +207,32 @@ class _Checker:
                 )
                 continue
             found = True
-            self._check_soci_index(platform, image, listed, subject=digest)
+            self._check_soci_index(platform, image, digest, listed, v1=True)
         return found
 
     def _check_soci_index(
-        self, platform: str, image: ImageManifest, soci_digest: str, subject: str = ""
+        self,
+        platform: str,
+        image: ImageManifest,
+        digest: str,
+        soci_digest: str,
+        *,
+        v1: bool = False,
     ) -> None:
         soci = self.manifest(soci_digest)
         if not isinstance(soci, ImageManifest) or not soci.is_soci_index:
             self.report.problems.append(f"{soci_digest} is not a SOCI index manifest")
             return
-        if subject and (soci.subject is None or soci.subject.digest != subject):
+        if v1 and (soci.subject is None or soci.subject.digest != digest):
             self.report.problems.append(
-                f"SOCI index {soci_digest} is listed among the referrers of {subject}"
+                f"SOCI index {soci_digest} is listed among the referrers of {digest}"
                 " but its subject is not that manifest"
             )
             return
-        self.report.metadata_bytes += image.config.size
-        self.report.image_bytes += image.config.size + sum(layer.size for layer in image.layers)
+        if digest not in self.sized:  # once per image, however many v1 indexes it has
+            self.sized.add(digest)
+            self.report.metadata_bytes += image.config.size
+            self.report.image_bytes += image.config.size + sum(layer.size for layer in image.layers)
         layers = {layer.digest: layer for layer in image.layers}
         for ztoc_desc in soci.layers:
             layer_digest = ztoc_desc.annotations.get(manifests.ANNOTATION_LAYER_DIGEST, "")

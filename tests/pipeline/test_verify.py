@@ -286,3 +286,20 @@ def test_verify_reads_a_big_file_back_in_memory_well_below_its_size(
     assert peak is not None, done.stderr
     peak_kib = int(peak[1])
     assert peak_kib * 1024 < ZEROS_MIB * MIB // 2
+
+
+def test_an_image_with_two_v1_indexes_is_checked_through_both_and_counted_once(
+    registry: LocalRegistry,
+) -> None:
+    client = registry.client()
+    repository = "verify/legacy-twice"
+    push_image(client, repository, "v1", [PlatformImage("linux", "amd64", (GZIP, TAR))])
+    for span_size in (256 * 1024, 512 * 1024):
+        options = dataclasses.replace(OPTIONS, index_version="v1", span_size=span_size)
+        index_image(client, repository, "v1", options)
+    image = manifests.parse_manifest(client.get_manifest(repository, "v1").data)
+    assert isinstance(image, ImageManifest)
+    report = verify_image(client, repository, "v1")
+    assert report.ok
+    assert len(report.layers) == 4
+    assert report.image_bytes == image.config.size + GZIP.size + TAR.size

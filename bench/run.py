@@ -17,11 +17,13 @@ import engine_bench
 import pipeline_bench
 import scale_bench
 import sizing_bench
+import verify_bench
 
 
 def main() -> int:
     benchmarks = (("engine", engine_bench.main), ("pipeline", pipeline_bench.main),
-                  ("scale", scale_bench.main), ("sizing", sizing_bench.main))  # fmt: skip
+                  ("scale", scale_bench.main), ("sizing", sizing_bench.main),
+                  ("verify", verify_bench.main))  # fmt: skip
     missed = [name for name, run in benchmarks if run([]) != 0]
     print(f"\nbenchmarks with a target missed: {', '.join(missed) if missed else 'none'}")
     return 0

@@ -38,7 +38,7 @@ from soci_indexer.errors import (
     ManifestError,
     RegistryError,
 )
-from soci_indexer.oci import manifests
+from soci_indexer.oci import manifests, referrers
 from soci_indexer.oci.manifests import (
     Descriptor,
     ImageIndex,
@@ -509,12 +509,10 @@ class _Run:
 
     def _fallback_referrers(self, subject: str) -> tuple[Descriptor, ...]:
         """What the ``sha256-<hex>`` referrers tag lists for ``subject`` (nothing if absent)."""
-        tag = manifests.referrers_tag(subject)
-        if self.client.head_manifest(self.repository, tag) is None:
-            return ()
-        fetched = self.client.get_manifest(self.repository, tag)
-        current = self._parse(fetched.data, fetched.media_type)
-        return current.manifests if isinstance(current, ImageIndex) else ()
+        try:
+            return referrers.fallback_referrers(self.client, self.repository, subject)
+        except ManifestError as exc:
+            raise _Skip(ImageStatus.NOT_AN_IMAGE, str(exc)) from None
 
     def _put_by_digest(self, data: bytes) -> Descriptor:
         """Push a manifest under its own digest unless the repository has it already."""
@@ -593,13 +591,10 @@ class _Run:
     def _v1_soci_referrers(self, subject: str) -> list[str]:
         """Digests of the v1 SOCI indexes that name ``subject``, from the referrers API
         or, where the registry lacks it, the fallback tag."""
-        listed = self.client.referrers(self.repository, subject)
-        pairs: list[tuple[object, object]]
-        if listed is None:
-            pairs = [(d.artifact_type, d.digest) for d in self._fallback_referrers(subject)]
-        else:
-            pairs = [(d.get("artifactType"), d.get("digest")) for d in listed]
-        return [str(digest) for kind, digest in pairs if kind == settings.SOCI_INDEX_V1 and digest]
+        try:
+            return referrers.soci_v1_indexes(self.client, self.repository, subject)
+        except ManifestError as exc:
+            raise _Skip(ImageStatus.NOT_AN_IMAGE, str(exc)) from None
 
     def _soci_index_covers(self, soci_digest: str, image: _PlatformImage) -> bool:
         try:

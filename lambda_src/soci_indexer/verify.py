@@ -1,7 +1,9 @@
 """Check a SOCI-enabled image the way the snapshotter will read it.
 
 From the image (or index) reference: find each platform's SOCI index through
-the ``com.amazon.soci.index-digest`` annotation, fetch its zTOCs, and check
+the ``com.amazon.soci.index-digest`` annotation (v2; the index's SOCI index entry
+must name that manifest back through ``com.amazon.soci.image-manifest-digest``),
+or among the referrers of the platform's manifest (v1), fetch its zTOCs, and check
 each against its layer with range requests: span digests, the gzip header
 before the first checkpoint, spans that end exactly at the blob and tar sizes,
 and a TOC with no entry left out (the bytes between entries are exactly one
@@ -17,14 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from soci_indexer import settings
 from soci_indexer.engine import readback, ztoc
 from soci_indexer.engine.ztoc import Compression, FileMetadata, Ztoc
-from soci_indexer.errors import SociError
-from soci_indexer.oci import manifests
+from soci_indexer.errors import ManifestError, RegistryError, SociError
+from soci_indexer.oci import manifests, referrers
 from soci_indexer.oci.client import RegistryClient
 from soci_indexer.oci.manifests import Descriptor, ImageIndex, ImageManifest
 
@@ -75,11 +77,16 @@ def verify_image(
     separator = "@" if manifests.is_digest(reference) else ":"
     report = VerifyReport(f"{client.host}/{repository}{separator}{reference}")
     checker = _Checker(client, repository, report, samples)
-    fetched = checker.manifest(target)
-    if isinstance(fetched, ImageIndex):
-        checker.check_index(fetched)
-    else:
-        checker.check_platform("", fetched)
+    fetched = client.get_manifest(repository, target)
+    report.metadata_bytes += len(fetched.data)
+    top = manifests.parse_manifest(fetched.data, fetched.media_type)
+    if isinstance(top, ImageIndex):
+        checker.check_index(top)
+    elif not checker.check_platform("", top, fetched.digest):
+        report.problems.append(
+            f"the manifest is not SOCI-enabled: no {manifests.ANNOTATION_INDEX_DIGEST}"
+            " annotation (v2) and no SOCI index among its referrers (v1)"
+        )
     if not report.layers and not report.problems:
         report.problems.append("no SOCI-enabled manifest found: nothing to verify")
     return report
@@ -117,6 +124,7 @@ class _Checker:
         self.report = report
         self.samples = samples
         self.fetched: set[tuple[str, int, int]] = set()
+        self.sized: set[str] = set()  # image manifests counted in image_bytes
 
     def manifest(self, reference: str) -> ImageManifest | ImageIndex:
         fetched = self.client.get_manifest(self.repository, reference)
@@ -125,6 +133,7 @@ class _Checker:
 
     def check_index(self, index: ImageIndex) -> None:
         soci_listed = {d.digest for d in index.manifests if manifests.is_soci_index_descriptor(d)}
+        children: dict[str, ImageManifest | ImageIndex] = {}
         for desc in index.manifests:
             if (
                 manifests.is_soci_index_descriptor(desc)
@@ -133,30 +142,97 @@ class _Checker:
                 continue
             if manifests.is_attestation(desc):
                 continue
-            child = self.manifest(desc.digest)
+            child = children[desc.digest] = self.manifest(desc.digest)
             platform = str(desc.platform) if desc.platform else desc.digest
-            if not isinstance(child, ImageManifest) or not child.is_soci_enabled:
-                self.report.notes.append(f"{platform} is not SOCI-enabled (left as pushed)")
+            if not isinstance(child, ImageManifest):
+                self.report.notes.append(f"{platform} is not an image manifest (left as pushed)")
                 continue
-            if child.annotations[manifests.ANNOTATION_INDEX_DIGEST] not in soci_listed:
+            soci_digest = child.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
+            if soci_digest is not None and soci_digest not in soci_listed:
                 self.report.problems.append(
                     f"{platform}: its SOCI index is not listed in the index"
                 )
-            self.check_platform(platform, child)
+            if not self.check_platform(platform, child, desc.digest):
+                self.report.notes.append(f"{platform} is not SOCI-enabled (left as pushed)")
+        for desc in index.manifests:
+            if manifests.is_soci_index_descriptor(desc):
+                self._check_binding(desc, children)
 
-    def check_platform(self, platform: str, image: ImageManifest) -> None:
-        soci_digest = image.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
-        if soci_digest is None:
+    def _check_binding(
+        self, soci: Descriptor, listed: dict[str, ImageManifest | ImageIndex]
+    ) -> None:
+        """A SOCI index entry names the image manifest it belongs to; that manifest must be
+        in the repository and name this SOCI index back."""
+        key = manifests.ANNOTATION_IMAGE_MANIFEST_DIGEST
+        named = soci.annotations.get(key)
+        if not named:
             self.report.problems.append(
-                "the manifest is not SOCI-enabled (no com.amazon.soci.index-digest annotation)"
+                f"SOCI index {soci.digest} has no {key} annotation: it belongs to no image"
             )
             return
+        stated = f"SOCI index {soci.digest} names image manifest {named} ({key})"
+        image = listed.get(named)
+        if image is None:
+            try:
+                fetched = self.client.get_manifest(self.repository, named)
+                image = manifests.parse_manifest(fetched.data, fetched.media_type)
+            except RegistryError as exc:
+                if exc.status != 404:
+                    raise
+                self.report.problems.append(f"{stated}, which the repository does not have")
+                return
+            except ManifestError:
+                self.report.problems.append(f"{stated}, which is not a manifest")
+                return
+        back = image.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
+        if not isinstance(image, ImageManifest) or back != soci.digest:
+            self.report.problems.append(
+                f"{stated}, whose {manifests.ANNOTATION_INDEX_DIGEST} is not this SOCI index"
+            )
+
+    def check_platform(self, platform: str, image: ImageManifest, digest: str) -> bool:
+        """Check the SOCI index of the image manifest ``digest``: the one its
+        ``com.amazon.soci.index-digest`` names (v2), else those that name it as their
+        ``subject`` (v1). False when it has none."""
+        soci_digest = image.annotations.get(manifests.ANNOTATION_INDEX_DIGEST)
+        if soci_digest is not None:
+            self._check_soci_index(platform, image, digest, soci_digest)
+            return True
+        found = False
+        for listed in referrers.soci_v1_indexes(self.client, self.repository, digest):
+            if self.client.head_manifest(self.repository, listed) is None:
+                self.report.notes.append(
+                    f"{platform or digest}: SOCI index {listed} is listed among its referrers"
+                    " but not in the repository (a stale entry)"
+                )
+                continue
+            found = True
+            self._check_soci_index(platform, image, digest, listed, v1=True)
+        return found
+
+    def _check_soci_index(
+        self,
+        platform: str,
+        image: ImageManifest,
+        digest: str,
+        soci_digest: str,
+        *,
+        v1: bool = False,
+    ) -> None:
         soci = self.manifest(soci_digest)
         if not isinstance(soci, ImageManifest) or not soci.is_soci_index:
             self.report.problems.append(f"{soci_digest} is not a SOCI index manifest")
             return
-        self.report.metadata_bytes += image.config.size
-        self.report.image_bytes += image.config.size + sum(layer.size for layer in image.layers)
+        if v1 and (soci.subject is None or soci.subject.digest != digest):
+            self.report.problems.append(
+                f"SOCI index {soci_digest} is listed among the referrers of {digest}"
+                " but its subject is not that manifest"
+            )
+            return
+        if digest not in self.sized:  # once per image, however many v1 indexes it has
+            self.sized.add(digest)
+            self.report.metadata_bytes += image.config.size
+            self.report.image_bytes += image.config.size + sum(layer.size for layer in image.layers)
         layers = {layer.digest: layer for layer in image.layers}
         for ztoc_desc in soci.layers:
             layer_digest = ztoc_desc.annotations.get(manifests.ANNOTATION_LAYER_DIGEST, "")
@@ -235,30 +311,39 @@ class _Checker:
             previous = entry.uncompressed_offset
 
     def _check_against_full_read(self, check: LayerCheck, parsed: Ztoc) -> None:
-        """One full read: header chains between entries, and the sampled files' bytes."""
+        """One full read: header chains between entries, and the sampled files' bytes.
+
+        Both sides of the comparison are digests taken as the bytes stream past, so memory
+        stays bounded by the span size however large a sampled file is."""
         gaps = _gaps(parsed.metadata)
         sample = _sample(parsed.metadata, self.samples)
+        chains = [_HeaderChain() for _ in gaps]
+        full_reads = [hashlib.sha256() for _ in sample]
         ranges = [
             *gaps,
             *((e.uncompressed_offset, e.uncompressed_offset + e.uncompressed_size) for e in sample),
         ]
+        sinks = [*(chain.feed for chain in chains), *(digest.update for digest in full_reads)]
         blob = self.client.stream_blob(self.repository, check.layer.digest)
         gzip = parsed.compression.algorithm is Compression.GZIP
         try:
-            pieces = _collect(_inflate(blob) if gzip else blob, ranges)
+            _feed(_inflate(blob) if gzip else blob, ranges, sinks)
         except zlib.error as exc:
             check.problems.append(f"the layer does not decompress: {exc}")
             return
-        for index, (entry, chain) in enumerate(zip(parsed.metadata, pieces, strict=False)):
-            if not _is_header_chain(chain):
+        for index, (entry, chain) in enumerate(zip(parsed.metadata, chains, strict=True)):
+            if not chain.ok:
                 check.problems.append(
                     f"the bytes before TOC entry {index} ({entry.name!r}) "
                     "are not one chain of tar headers"
                 )
                 return
-        for entry, full in zip(sample, pieces[len(gaps) :], strict=True):
-            lazy = readback.read_entry(parsed, entry, self._fetch(check.layer.digest, counted=True))
-            if lazy != full:
+        for entry, full in zip(sample, full_reads, strict=True):
+            lazy = hashlib.sha256()
+            fetch = self._fetch(check.layer.digest, counted=True)
+            for piece in readback.entry_chunks(parsed, entry, fetch):
+                lazy.update(piece)
+            if lazy.digest() != full.digest():
                 check.problems.append(f"{entry.name!r} read lazily differs from a full read")
             check.files_read += 1
             self.report.files_read += 1
@@ -296,21 +381,44 @@ def _gaps(entries: Sequence[FileMetadata]) -> list[tuple[int, int]]:
     return gaps
 
 
-def _is_header_chain(chain: bytes) -> bool:
-    """PAX ``x`` / GNU ``L``/``K`` headers with their data, then exactly one entry header."""
-    position = 0
-    while position + BLOCK <= len(chain):
-        block = chain[position : position + BLOCK]
-        if not _checksum_ok(block):
-            return False
-        position += BLOCK
-        if block[156] not in _CHAIN_TYPES:
-            return position == len(chain)
+class _HeaderChain:
+    """Whether the bytes fed, a piece at a time, are PAX ``x`` / GNU ``L``/``K`` headers with
+    their data, then exactly one entry header. Holds one block, never the header data."""
+
+    def __init__(self) -> None:
+        self._block = bytearray()
+        self._skip = 0  # data (and padding) of the last x/L/K header still to pass
+        self._state = "open"  # "closed" after the entry's own header, "bad" on any fault
+
+    @property
+    def ok(self) -> bool:
+        return self._state == "closed"
+
+    def feed(self, piece: memoryview) -> None:
+        position = 0
+        while position < len(piece) and self._state != "bad":
+            if self._state == "closed":  # bytes after the entry header
+                self._state = "bad"
+            elif self._skip:
+                step = min(self._skip, len(piece) - position)
+                self._skip -= step
+                position += step
+            else:
+                take = min(BLOCK - len(self._block), len(piece) - position)
+                self._block += piece[position : position + take]
+                position += take
+                if len(self._block) == BLOCK:
+                    self._header(bytes(self._block))
+                    self._block.clear()
+
+    def _header(self, block: bytes) -> None:
         size = _octal(block[124:136])
-        if size is None:
-            return False
-        position += -(-size // BLOCK) * BLOCK
-    return False
+        if not _checksum_ok(block) or size is None:
+            self._state = "bad"
+        elif block[156] not in _CHAIN_TYPES:
+            self._state = "closed"
+        else:
+            self._skip = -(-size // BLOCK) * BLOCK
 
 
 def _checksum_ok(block: bytes) -> bool:
@@ -367,14 +475,19 @@ def _inflate(chunks: Iterable[bytes]) -> Iterator[bytes]:
         raise zlib.error("the gzip stream ends before its last member does")
 
 
-def _collect(stream: Iterable[bytes], ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-    """The bytes of each ``[start, end)`` range of a stream read once, in the given order."""
+def _feed(
+    stream: Iterable[bytes],
+    ranges: Sequence[tuple[int, int]],
+    sinks: Sequence[Callable[[memoryview], object]],
+) -> None:
+    """Hand ``sinks[i]`` the bytes of ``ranges[i]`` (``[start, end)``) of a stream read once,
+    a piece at a time, in stream order; the stream is read to its end."""
     order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
-    pieces = [bytearray() for _ in ranges]
     offset = 0
     next_index = 0
     active: list[int] = []
     for chunk in stream:
+        view = memoryview(chunk)
         chunk_end = offset + len(chunk)
         while next_index < len(order) and ranges[order[next_index]][0] < chunk_end:
             active.append(order[next_index])
@@ -383,7 +496,6 @@ def _collect(stream: Iterable[bytes], ranges: Sequence[tuple[int, int]]) -> list
             start, end = ranges[index]
             low, high = max(start, offset), min(end, chunk_end)
             if low < high:
-                pieces[index] += chunk[low - offset : high - offset]
+                sinks[index](view[low - offset : high - offset])
         active = [i for i in active if ranges[i][1] > chunk_end]
         offset = chunk_end
-    return [bytes(piece) for piece in pieces]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 from soci_indexer.cli.main import build_parser
 
@@ -55,3 +57,54 @@ def test_span_size_must_be_a_positive_byte_count(
         build_parser().parse_args(["ztoc", "l", "-o", "o", "--span-size", size])
     assert exc.value.code == 2
     assert "span-size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spelling", [["--tag-suffix", "-lazy"], ["--tag-suffix=-lazy"]])
+def test_a_tag_suffix_starting_with_a_dash_is_taken_as_written(spelling: list[str]) -> None:
+    args = build_parser().parse_args(["index", "127.0.0.1:5000/repo:tag", *spelling])
+    assert args.tag_suffix == "-lazy"
+
+
+def test_a_build_tool_starting_with_a_dash_is_taken_as_written() -> None:
+    args = build_parser().parse_args(["ztoc", "layer.tar", "-o", "o", "--build-tool", "-x"])
+    assert args.build_tool == "-x"
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+
+
+@pytest.mark.parametrize("name", sorted(subcommands()))
+def test_every_subcommand_has_a_description(name: str) -> None:
+    assert subcommands()[name].description
+
+
+@pytest.mark.parametrize(
+    ("name", "dest"),
+    [(name, a.dest) for name, sub in sorted(subcommands().items()) for a in arguments(sub)],
+)
+def test_every_argument_of_every_subcommand_has_help(name: str, dest: str) -> None:
+    (action,) = (a for a in arguments(subcommands()[name]) if a.dest == dest)
+    assert action.help
+
+
+@pytest.mark.parametrize(
+    ("name", "dest"),
+    [
+        (name, a.dest)
+        for name, sub in sorted(subcommands().items())
+        for a in arguments(sub)
+        if a.default not in (None, False)
+    ],
+)
+def test_every_default_is_shown_in_the_help(name: str, dest: str) -> None:
+    sub = subcommands()[name]
+    (action,) = (a for a in arguments(sub) if a.dest == dest)
+    shown = " ".join(sub.format_help().split())
+    assert f"(default: {action.default})" in shown

@@ -126,3 +126,42 @@ def test_inspect_refuses_a_file_that_is_not_a_ztoc(
     assert error.startswith("soci-indexer: ")
     assert "not a valid zTOC" in error
     assert error.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def inspect_into_head(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> subprocess.CompletedProcess[bytes]:
+    """``soci-indexer inspect big.ztoc | head -1`` through real pipes: the listing (about
+    0.6 MB) is far more than a pipe holds, so the command is still writing when head exits."""
+    folder = tmp_path_factory.mktemp("big")
+    layer, out = folder / "many.tar", folder / "big.ztoc"
+    with tarfile.open(layer, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for number in range(5000):
+            tar.addfile(tarfile.TarInfo(f"{'deep/' * 16}file-{number:05d}"))
+    assert main(["ztoc", str(layer), "-o", str(out)]) == 0
+    inspect = subprocess.Popen(
+        [sys.executable, "-m", "soci_indexer", "inspect", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert inspect.stdout is not None
+    assert inspect.stderr is not None
+    head = subprocess.run(["head", "-1"], stdin=inspect.stdout, capture_output=True, check=True)
+    inspect.stdout.close()  # head holds the only reader now; it is gone once head exits
+    error = inspect.stderr.read()
+    status = inspect.wait(timeout=60)
+    return subprocess.CompletedProcess(inspect.args, status, head.stdout, error)
+
+
+def test_inspect_into_a_reader_that_stops_early_prints_nothing_on_stderr(
+    inspect_into_head: subprocess.CompletedProcess[bytes],
+) -> None:
+    assert inspect_into_head.stdout.startswith(b"ztoc          sha256:")
+    assert inspect_into_head.stderr == b""
+
+
+def test_inspect_into_a_reader_that_stops_early_exits_141_like_a_sigpipe(
+    inspect_into_head: subprocess.CompletedProcess[bytes],
+) -> None:
+    assert inspect_into_head.returncode == 141

@@ -13,6 +13,7 @@ import io
 import json
 import random
 import tarfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -139,6 +140,23 @@ def corrupt_gzip_layer(mib: float, seed: int) -> Blob:
     middle = len(good.data) // 2
     data = good.data[:middle] + b"\xff" * 4096 + good.data[middle + 4096 :]
     return Blob(data, GZIP_OCI, good.diff_id)
+
+
+@lru_cache(maxsize=4)
+def zeros_file_layer(mib: int) -> Blob:
+    """A gzip tar holding one file of ``mib`` MiB of zeros, as ``tar cf - f | gzip -1`` makes:
+    a big file in a small blob, built a piece at a time (the tar is never in memory)."""
+    header = tarfile.TarInfo("zeros.bin")
+    header.size, header.mtime = mib * MIB, _MTIME
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
+    tar_digest = hashlib.sha256()
+    out = []
+    pieces = [header.tobuf(tarfile.USTAR_FORMAT), *([bytes(MIB)] * mib), bytes(1024)]
+    for piece in pieces:  # the file ends on a 512-byte boundary: no padding before the end
+        tar_digest.update(piece)
+        out.append(deflate.compress(piece))
+    out.append(deflate.flush())
+    return Blob(b"".join(out), GZIP_OCI, "sha256:" + tar_digest.hexdigest())
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a command ended by SIGPIPE
 
 
 def _byte_count(text: str, *, minimum: int) -> int:
@@ -48,49 +49,111 @@ def _non_negative_int(text: str) -> int:
     return _byte_count(text, minimum=0)
 
 
+# Free-text options whose values may start with "-" (``--tag-suffix -lazy``): argparse would
+# take such a value for an option, so the pair is joined into ``--tag-suffix=-lazy`` first.
+_DASH_VALUE_OPTIONS = ("--tag-suffix", "--build-tool")
+
+
+class _Parser(argparse.ArgumentParser):
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        return super().parse_known_args(
+            _join_dash_values(sys.argv[1:] if args is None else args), namespace
+        )
+
+
+def _join_dash_values(argv: Sequence[str]) -> list[str]:
+    joined: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            joined += [word, *words]
+            break
+        if word in _DASH_VALUE_OPTIONS:
+            value = next(words, None)
+            joined.append(word if value is None else f"{word}={value}")
+        else:
+            joined.append(word)
+    return joined
+
+
+def _subcommand(
+    sub: argparse._SubParsersAction[_Parser], name: str, summary: str, description: str
+) -> _Parser:
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="soci-indexer",
         description="Build SOCI indexes (zTOCs) for container image layers and images.",
+        epilog="Exit status: 0 success, 1 failure, 2 bad input, 141 when the reader of the"
+        " output stops early (soci-indexer inspect big.ztoc | head -1).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {settings.VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ztoc = sub.add_parser("ztoc", help="build the zTOC of one layer file (or - for stdin)")
+    ztoc = _subcommand(
+        sub,
+        "ztoc",
+        "build the zTOC of one layer file (or - for stdin)",
+        "Build the zTOC of one layer blob (gzip or plain tar) in one streaming pass and\n"
+        "write it to OUT; prints its digest, size, span and entry counts.",
+    )
     ztoc.add_argument("layer", metavar="LAYER", help="layer blob path, or - for stdin")
     ztoc.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="where to write the zTOC"
     )
-    ztoc.add_argument(
-        "--span-size", type=_positive_int, default=settings.DEFAULT_SPAN_SIZE, metavar="BYTES"
-    )
-    ztoc.add_argument("--build-tool", default=settings.DEFAULT_BUILD_TOOL, metavar="TEXT")
+    _span_size(ztoc)
+    _build_tool(ztoc)
     ztoc.add_argument(
         "--compression",
         choices=("auto", "gzip", "uncompressed"),
         default="auto",
-        help="auto (default) sniffs the gzip magic",
+        help="the layer's compression; auto sniffs the gzip magic (default: %(default)s)",
     )
     ztoc.set_defaults(run=_cmd_ztoc)
 
-    inspect = sub.add_parser("inspect", help="decode a zTOC: entries, spans, sizes")
-    inspect.add_argument("ztoc", metavar="ZTOC")
+    inspect = _subcommand(
+        sub,
+        "inspect",
+        "decode a zTOC: entries, spans, sizes",
+        "Decode a zTOC file and print its spans and TOC entries.",
+    )
+    inspect.add_argument("ztoc", metavar="ZTOC", help="zTOC file to decode")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(run=_cmd_inspect)
 
-    index = sub.add_parser(
-        "index", help="index an image in a registry and push a SOCI-enabled image"
+    index = _subcommand(
+        sub,
+        "index",
+        "index an image in a registry and push a SOCI-enabled image",
+        "Index the layers of an image in a registry and push the SOCI-enabled image;\n"
+        "prints its reference and one line per layer. Running it again changes nothing.",
     )
     index.add_argument(
         "image", metavar="IMAGE", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:..."
     )
+    _plain_http(index)
     index.add_argument(
-        "--plain-http", action="store_true", help="talk HTTP, not HTTPS (loopback registries)"
+        "--index-version",
+        choices=settings.INDEX_VERSIONS,
+        default=settings.DEFAULT_INDEX_VERSION,
+        help="v2 binds through a new tag; v1 (legacy) through the referrers of the image"
+        " (default: %(default)s)",
     )
     index.add_argument(
-        "--index-version", choices=settings.INDEX_VERSIONS, default=settings.DEFAULT_INDEX_VERSION
+        "--tag-suffix",
+        default=settings.DEFAULT_TAG_SUFFIX,
+        metavar="SUFFIX",
+        help="v2 output tag is TAG plus this; may start with - (default: %(default)s)",
     )
-    index.add_argument("--tag-suffix", default=settings.DEFAULT_TAG_SUFFIX, metavar="SUFFIX")
     index.add_argument(
         "--platform",
         action="append",
@@ -103,22 +166,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         default=settings.DEFAULT_MIN_LAYER_SIZE,
         metavar="BYTES",
+        help="leave smaller layers unindexed (default: %(default)s)",
     )
-    index.add_argument(
-        "--span-size", type=_positive_int, default=settings.DEFAULT_SPAN_SIZE, metavar="BYTES"
-    )
-    index.add_argument("--build-tool", default=settings.DEFAULT_BUILD_TOOL, metavar="TEXT")
+    _span_size(index)
+    _build_tool(index)
     index.set_defaults(run=_cmd_index)
 
-    verify = sub.add_parser(
-        "verify", help="check a SOCI-enabled image the way the snapshotter does"
+    verify = _subcommand(
+        sub,
+        "verify",
+        "check a SOCI-enabled image the way the snapshotter does",
+        "Check a SOCI-enabled image (v2 output tag, or a v1-indexed image) the way the\n"
+        "SOCI snapshotter reads it: every span against its digest, each TOC against its\n"
+        "tar, a few files read lazily against a full read. Exit status 1 if a check fails.",
     )
-    verify.add_argument("image", metavar="IMAGE")
-    verify.add_argument("--plain-http", action="store_true")
+    verify.add_argument(
+        "image", metavar="IMAGE", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:..."
+    )
+    _plain_http(verify)
     verify.set_defaults(run=_cmd_verify)
 
-    pull_times = sub.add_parser("pull-times", help="image pull durations of recent ECS tasks")
-    pull_times.add_argument("--cluster", required=True, metavar="NAME")
+    pull_times = _subcommand(
+        sub,
+        "pull-times",
+        "image pull durations of recent ECS tasks",
+        "Print how long ECS took to pull the images of recent tasks of a cluster\n"
+        "(pullStoppedAt - pullStartedAt), to see whether lazy loading pays off.",
+    )
+    pull_times.add_argument("--cluster", required=True, metavar="NAME", help="ECS cluster")
     pull_times.add_argument(
         "--task",
         action="append",
@@ -126,10 +201,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARN",
         help="task ARN or id (repeatable); default: recent tasks of the cluster",
     )
-    pull_times.add_argument("--region", default=None)
-    pull_times.add_argument("--json", action="store_true")
+    pull_times.add_argument(
+        "--region", default=None, help="AWS region; default: the usual AWS configuration"
+    )
+    pull_times.add_argument("--json", action="store_true", help="machine-readable output")
     pull_times.set_defaults(run=_cmd_pull_times)
     return parser
+
+
+def _plain_http(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plain-http", action="store_true", help="talk HTTP, not HTTPS (loopback registries)"
+    )
+
+
+def _span_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--span-size",
+        type=_positive_int,
+        default=settings.DEFAULT_SPAN_SIZE,
+        metavar="BYTES",
+        help="uncompressed bytes between checkpoints (default: %(default)s)",
+    )
+
+
+def _build_tool(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--build-tool",
+        default=settings.DEFAULT_BUILD_TOOL,
+        metavar="TEXT",
+        help="build tool recorded in the zTOC and SOCI index (default: %(default)s)",
+    )
 
 
 def _cmd_ztoc(args: argparse.Namespace) -> int:
@@ -313,6 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.run(args)
+        sys.stdout.flush()  # a reader gone early shows here, not at interpreter exit
+    except BrokenPipeError:
+        # Python's documented SIGPIPE handling: the rest of the output goes nowhere, so the
+        # interpreter's final flush cannot fail again, and the exit is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except LayerError as exc:
         print(f"soci-indexer: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

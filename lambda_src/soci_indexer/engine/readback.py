@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from soci_indexer.engine.inflate import gzip_header_length, inflate_span
@@ -49,23 +49,29 @@ def read_entry(ztoc: Ztoc, entry: FileMetadata, fetch: Fetch) -> bytes:
     Raises CorruptLayer when a fetched span does not match its digest or
     does not inflate, ZtocFormatError when the zTOC does not cover the entry.
     """
+    return b"".join(entry_chunks(ztoc, entry, fetch))
+
+
+def entry_chunks(ztoc: Ztoc, entry: FileMetadata, fetch: Fetch) -> Iterator[bytes]:
+    """``read_entry`` a span at a time: memory bounded by the span size, not the file's.
+
+    The spans' coverage is checked before the first fetch; errors as ``read_entry``.
+    """
     start = entry.uncompressed_offset
     end = start + entry.uncompressed_size
     if end <= start:
-        return b""
+        return
     layout = _layout(ztoc)
     needed = layout.covering(start, end)
     if not needed or needed[0].uncompressed_start > start or needed[-1].uncompressed_end < end:
         raise ZtocFormatError(f"the spans do not cover {entry.name!r} at [{start}, {end})")
-    pieces = []
     for span in needed:
         data = _fetch_span(span, fetch, ztoc.compression.algorithm)
         first = max(start, span.uncompressed_start) - span.uncompressed_start
         last = min(end, span.uncompressed_end) - span.uncompressed_start
         if layout.checkpoints:
             data = inflate_span(data, layout.checkpoints[span.index], last)
-        pieces.append(data[first:last])
-    return b"".join(pieces)
+        yield data[first:last]
 
 
 def check_gzip_header(ztoc: Ztoc, fetch: Fetch) -> None:

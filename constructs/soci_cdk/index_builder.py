@@ -505,15 +505,11 @@ class SociIndexBuilder(Construct):
 
     def _grant_ecr(self) -> None:
         """Authorization tokens everywhere (no resource-level permission exists); pull and
-        push only in the selected repositories, added to ``self._pull_push`` one by one."""
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-        )
-        _nag.acknowledge(
-            self.role, _nag.wildcard_resource_finding("*"), _nag.WHY_ECR_LOGIN_NEEDS_ANY_RESOURCE
-        )
+        push only in the selected repositories, added to ``self._pull_push`` one by one.
+        Both in ``self.ecr_policy``, where the wildcards are acknowledged."""
         self._pull_push = iam.PolicyStatement(actions=[*PULL_ACTIONS, *PUSH_ACTIONS])
-        self.function.add_to_role_policy(self._pull_push)
+        self.ecr_policy = _nag.ecr_policy(self, "EcrPolicy", self.role, self._pull_push)
+        self.function.node.add_dependency(self.ecr_policy)
         if self.indexes_every_repository:
             self._allow_repositories_named(
                 "*", "no repository or filter was given, so every repository is indexed"
@@ -525,7 +521,7 @@ class SociIndexBuilder(Construct):
         self._pull_push.add_resources(arn)
         if "*" in name:
             _nag.acknowledge(
-                self.role,
+                self.ecr_policy,
                 _nag.repository_finding(self, name),
                 f"image actions are limited to the repositories the builder indexes: {why}",
             )

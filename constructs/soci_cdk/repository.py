@@ -235,19 +235,25 @@ class SociRepositoryTemplate(Construct):
             assumed_by=iam.ServicePrincipal("ecr.amazonaws.com"),
             description="Lets ECR create KMS-encrypted repositories from a creation template",
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="ecr", resource="repository", resource_name=self.name_filter
-                    )
-                ],
-            )
+        # A policy of its own: the acknowledged wildcard covers nothing added to the role later.
+        policy = iam.Policy(
+            self,
+            "CreationPolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource"],
+                    resources=[
+                        Stack.of(self).format_arn(
+                            service="ecr", resource="repository", resource_name=self.name_filter
+                        )
+                    ],
+                )
+            ],
         )
         if "*" in self.name_filter:
             _nag.acknowledge(
-                role,
+                policy,
                 _nag.repository_finding(self, self.name_filter),
                 "ECR creates the repositories of the template's prefix: their names are not "
                 "known in advance, only the prefix",

@@ -34,8 +34,12 @@ from soci_cdk.errors import InvalidPropError
 if TYPE_CHECKING:
     from soci_cdk.index_builder import SociIndexBuilder
 
-# Repository creation scenarios a template applies to.
-APPLIED_FOR = ("CREATE_ON_PUSH", "PULL_THROUGH_CACHE", "REPLICATION")
+# Repository creation scenarios a template applies to. Pushes raise the events the
+# builder indexes. Replication copies a source's ``<tag>-soci`` images, already
+# indexed, and needs those tags mutable to copy a re-index. Pull-through cache is
+# left out: its images arrive by pulls ("ECR Pull Through Cache Action" events),
+# which nothing here indexes, so SOCI settings there would claim what is not done.
+APPLIED_FOR = ("CREATE_ON_PUSH", "REPLICATION")
 # ECR's own prefix rule, plus ROOT for "every repository created later".
 _TEMPLATE_PREFIX = re.compile(
     r"ROOT|[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*/?"
@@ -157,8 +161,9 @@ class SociRepository(ecr.Repository):
 
 class SociRepositoryTemplate(Construct):
     """An ECR repository creation template: repositories created later under ``prefix``
-    (on push, by pull-through cache or by replication) get SociRepository's settings,
-    and, with ``builder``, their pushes get indexed.
+    (on push or by replication, not by pull-through cache) get SociRepository's
+    settings, and, with ``builder``, their pushes get indexed. Replicated images are
+    not indexed here: they arrive with the ``-soci`` tags of an indexed source.
 
     Names under ``prefix`` are ``<prefix>/...``; ``ROOT`` means every repository.
     """

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jsii
-from aws_cdk import Duration, Stack, Tokenization
+from aws_cdk import ArnFormat, Duration, Stack, Tokenization
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecr as ecr
@@ -30,7 +30,6 @@ from soci_indexer import settings
 
 from soci_cdk import _checks, _nag, event_pattern
 from soci_cdk.errors import InvalidPropError
-from soci_cdk.repository import SociRepository
 
 HANDLER = settings.LAMBDA_HANDLER
 # The newest Python the Lambda service, aws-cdk-lib and cfn-lint all know.
@@ -62,7 +61,12 @@ PUSH_ACTIONS = (
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
 )
-KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+# No KMS permission on repository keys: ECR encrypts and decrypts images through
+# grants it creates on the key for the repository, so who pushes or pulls needs
+# none (https://docs.aws.amazon.com/AmazonECR/latest/userguide/encryption-at-rest.html).
+# Keeps targets.SqsQueue from giving EventBridge the queues' key with no condition:
+# with it, the key policy statement requires aws:SourceAccount to be this account.
+EVENTS_QUEUE_SAME_ACCOUNT = "@aws-cdk/aws-events:eventsTargetQueueSameAccount"
 
 
 def indexer_code() -> lambda_.Code:
@@ -125,7 +129,6 @@ class SociIndexBuilder(Construct):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         reserved_concurrency: int | None = None,
         encryption_key: kms.IKey | None = None,
-        encryption_keys: Sequence[kms.IKey] = (),
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         log_level: str = settings.DEFAULT_LOG_LEVEL,
         metrics_namespace: str = settings.DEFAULT_METRICS_NAMESPACE,
@@ -161,9 +164,6 @@ class SociIndexBuilder(Construct):
             least ``max_concurrency``. Default: none reserved.
         :param encryption_key: KMS key for the queues and the log group.
             Default: SQS-managed encryption and CloudWatch Logs' own.
-        :param encryption_keys: KMS keys of repositories matched by
-            ``repository_name_filters`` (keys of ``SociRepository`` objects are
-            found by themselves). Default: none.
         :param log_retention: how long the function's logs are kept. Default: one month.
         :param log_level: ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``. Default: ``INFO``.
         :param metrics_namespace: CloudWatch namespace of the builder's metrics.
@@ -173,6 +173,7 @@ class SociIndexBuilder(Construct):
         :param alarm_topic: SNS topic the alarms notify. Default: alarms only.
         """
         super().__init__(scope, id)
+        self.node.set_context(EVENTS_QUEUE_SAME_ACCOUNT, True)
         self.tag_suffix = tag_suffix
         self.metrics_namespace = metrics_namespace
         self.service_name = service_name
@@ -246,8 +247,6 @@ class SociIndexBuilder(Construct):
             self.add_repository_name_filter(name_filter)
         for repository in repositories or ():
             self.add_repository(repository)
-        for key in encryption_keys:
-            self.add_encryption_key(key)
         self.node.add_validation(_IndexesSomething(self))
 
         self.dead_letter_alarm, self.errors_alarm = self._make_alarms(alarm_topic)
@@ -255,20 +254,12 @@ class SociIndexBuilder(Construct):
 
     # ----------------------------------------------------------- repositories
 
-    def add_repository(
-        self, repository: ecr.IRepository, *, encryption_key: kms.IKey | None = None
-    ) -> None:
+    def add_repository(self, repository: ecr.IRepository) -> None:
         """Index the images pushed to ``repository`` too.
 
-        ``encryption_key`` is the repository's KMS key; a ``SociRepository``
-        brings its own. On a builder that indexes every repository only the key
-        is granted: the rule and the permissions already cover the repository.
+        On a builder that indexes every repository this changes nothing: the
+        rule and the permissions already cover the repository.
         """
-        key = encryption_key or (
-            repository.encryption_key if isinstance(repository, SociRepository) else None
-        )
-        if key is not None:
-            self.add_encryption_key(key)
         if self.indexes_every_repository:
             return
         self.rule.add_event_pattern(detail={"repository-name": [repository.repository_name]})
@@ -302,10 +293,6 @@ class SociIndexBuilder(Construct):
             f"they are selected by the repository name filter {name_filter!r}",
         )
         self.repository_count += 1
-
-    def add_encryption_key(self, key: kms.IKey) -> iam.Grant:
-        """Let the indexer read and write images of repositories encrypted with ``key``."""
-        return key.grant(self.function, *KEY_ACTIONS)
 
     # ------------------------------------------------------------------ grants
 
@@ -436,10 +423,33 @@ class SociIndexBuilder(Construct):
 
     def _make_log_group(self, retention: logs.RetentionDays, key: kms.IKey | None) -> logs.LogGroup:
         if key is not None:
-            # CloudWatch Logs encrypts with the key itself; a key this stack owns gets the
-            # statement in its key policy, an imported key needs it added by its owner.
-            key.grant_encrypt_decrypt(
-                iam.ServicePrincipal(f"logs.{Stack.of(self).region}.amazonaws.com")
+            # CloudWatch Logs encrypts with the key itself, for log groups named in the
+            # encryption context: only those of this account and region (any name, as the
+            # group's generated name would make the key depend on it, and it on the key).
+            # A key this stack owns gets the statement; an imported key's owner adds it.
+            # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html
+            stack = Stack.of(self)
+            key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                    actions=[
+                        "kms:Decrypt",
+                        "kms:Encrypt",
+                        "kms:ReEncrypt*",
+                        "kms:GenerateDataKey*",
+                    ],
+                    resources=["*"],
+                    conditions={
+                        "ArnLike": {
+                            "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                                service="logs",
+                                resource="log-group",
+                                resource_name="*",
+                                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                            )
+                        }
+                    },
+                )
             )
         return logs.LogGroup(self, "LogGroup", retention=retention, encryption_key=key)
 

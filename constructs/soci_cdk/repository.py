@@ -110,8 +110,8 @@ class SociRepository(ecr.Repository):
         """
         :param builder: the SociIndexBuilder that indexes this repository's pushes.
             Default: none; call ``builder.add_repository(repo)`` later.
-        :param encryption_key: KMS key for the images; the builder is granted
-            its use. Default: AES-256 encryption managed by ECR.
+        :param encryption_key: KMS key for the images (ECR uses it through grants
+            of its own; the builder needs no permission). Default: AES-256.
         :param tag_suffix: the builder's output tag suffix, kept mutable.
             Default: the builder's, or ``-soci``.
         :param immutable_tags: make tags immutable, except ``*<tag_suffix>``.
@@ -229,8 +229,6 @@ class SociRepositoryTemplate(Construct):
         )
         if builder is not None:
             builder.add_repository_name_filter(self.name_filter)
-            if encryption_key is not None:
-                builder.add_encryption_key(encryption_key)
 
     def _make_role(self, key: kms.IKey) -> iam.Role:
         """The role ECR assumes to create KMS-encrypted repositories from the template."""

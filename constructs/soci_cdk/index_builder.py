@@ -8,8 +8,9 @@ times land in a dead-letter queue, which raises an alarm.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import jsii
 from aws_cdk import ArnFormat, Duration, Stack, Tokenization
@@ -30,6 +31,7 @@ from soci_indexer import settings
 
 from soci_cdk import _checks, _nag, event_pattern
 from soci_cdk.errors import InvalidPropError
+from soci_cdk.interfaces import ISociRepository
 
 HANDLER = settings.LAMBDA_HANDLER
 # The newest Python the Lambda service, aws-cdk-lib and cfn-lint all know.
@@ -50,6 +52,23 @@ MAX_RECEIVE_COUNT = 3
 # still be working on it (there is no batching window to add).
 VISIBILITY_TIMEOUT_FACTOR = 6
 LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
+
+
+class MetricOptions(TypedDict, total=False):
+    """``cloudwatch.MetricOptions`` as keyword arguments of the ``metric_*`` methods."""
+
+    account: str
+    color: str
+    dimensions_map: Mapping[str, str]
+    label: str
+    period: Duration
+    region: str
+    stack_account: str
+    stack_region: str
+    statistic: str
+    unit: cloudwatch.Unit
+    visible: bool
+
 
 # The registry API calls the indexer makes: read the image, upload zTOC blobs
 # and manifests. ecr:GetAuthorizationToken has no resource-level permissions.
@@ -257,9 +276,17 @@ class SociIndexBuilder(Construct):
     def add_repository(self, repository: ecr.IRepository) -> None:
         """Index the images pushed to ``repository`` too.
 
-        On a builder that indexes every repository this changes nothing: the
-        rule and the permissions already cover the repository.
+        A ``SociRepository`` must keep this builder's output tags mutable. On a
+        builder that indexes every repository nothing else changes: the rule and
+        the permissions already cover the repository.
         """
+        if isinstance(repository, ISociRepository) and repository.tag_suffix != self.tag_suffix:
+            raise InvalidPropError(
+                repository.node.path,
+                "tag_suffix",
+                repository.tag_suffix,
+                f"the suffix of the builder it is added to, {self.tag_suffix!r}",
+            )
         if self.indexes_every_repository:
             return
         self.rule.add_event_pattern(detail={"repository-name": [repository.repository_name]})
@@ -310,51 +337,50 @@ class SociIndexBuilder(Construct):
 
     # ----------------------------------------------------------------- metrics
 
-    def metric(
-        self,
-        metric_name: str,
-        *,
-        statistic: str = cloudwatch.Stats.SUM,
-        period: Duration | None = None,
-    ) -> cloudwatch.Metric:
-        """One of the builder's EMF metrics, under its ``service`` dimension."""
+    def metric(self, metric_name: str, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
+        """One of the builder's EMF metrics, under its ``service`` dimension.
+
+        ``options`` are ``cloudwatch.MetricOptions``' (``period``, ``statistic``,
+        ``label``, ``unit``...). Default: the sum over 5 minutes.
+        """
+        options["dimensions_map"] = {
+            "service": self.service_name,
+            **options.get("dimensions_map", {}),
+        }
+        options.setdefault("statistic", cloudwatch.Stats.SUM)
+        options.setdefault("period", Duration.minutes(5))
         return cloudwatch.Metric(
-            namespace=self.metrics_namespace,
-            metric_name=metric_name,
-            dimensions_map={"service": self.service_name},
-            statistic=statistic,
-            period=period or Duration.minutes(5),
+            namespace=self.metrics_namespace, metric_name=metric_name, **options
         )
 
-    def metric_images_indexed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_images_indexed(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Images that got a SOCI index pushed (sum)."""
-        return self.metric("ImagesIndexed", period=period)
+        return self.metric("ImagesIndexed", **options)
 
-    def metric_images_skipped(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_images_skipped(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Pushes that needed no index: untagged, own output, no layer worth indexing (sum)."""
-        return self.metric("ImagesSkipped", period=period)
+        return self.metric("ImagesSkipped", **options)
 
-    def metric_images_failed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_images_failed(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Images whose indexing failed and will be retried (sum)."""
-        return self.metric("ImagesFailed", period=period)
+        return self.metric("ImagesFailed", **options)
 
-    def metric_layers_indexed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_layers_indexed(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Layers that got a zTOC (sum)."""
-        return self.metric("LayersIndexed", period=period)
+        return self.metric("LayersIndexed", **options)
 
-    def metric_layers_skipped(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_layers_skipped(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Layers left without a zTOC: too small, unsupported, corrupt (sum)."""
-        return self.metric("LayersSkipped", period=period)
+        return self.metric("LayersSkipped", **options)
 
-    def metric_bytes_indexed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_bytes_indexed(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Compressed bytes of the layers indexed (sum)."""
-        return self.metric("BytesIndexed", period=period)
+        return self.metric("BytesIndexed", **options)
 
-    def metric_build_seconds(
-        self, *, statistic: str = cloudwatch.Stats.AVERAGE, period: Duration | None = None
-    ) -> cloudwatch.Metric:
+    def metric_build_seconds(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Seconds from event to pushed index, per image (average by default)."""
-        return self.metric("BuildSeconds", statistic=statistic, period=period)
+        options.setdefault("statistic", cloudwatch.Stats.AVERAGE)
+        return self.metric("BuildSeconds", **options)
 
     # ---------------------------------------------------------------- building
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -475,6 +476,17 @@ def test_metrics_default_to_the_handlers_namespace_and_service(built: Built) -> 
     assert (metric.namespace, metric.dimensions) == (
         "SociIndexBuilder",
         {"service": "soci-index-builder"},
+    )
+
+
+def test_metric_methods_take_cloudwatchs_metric_options(built: Built) -> None:
+    metric = built.filtered.metric_images_failed(
+        label="failed images", statistic=cloudwatch.Stats.MAXIMUM, period=Duration.minutes(1)
+    )
+    assert (metric.label, metric.statistic, metric.period.to_minutes()) == (
+        "failed images",
+        cloudwatch.Stats.MAXIMUM,
+        1,
     )
 
 

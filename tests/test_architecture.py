@@ -68,6 +68,11 @@ VIOLATIONS = [
         "from soci_indexer.pipeline import IndexOptions",
         "constructs-read-settings-only",
     ),
+    (
+        "constructs/soci_cdk/index_builder.py",
+        "from soci_cdk.repository import SociRepository",
+        "builder-and-repository-apart",
+    ),
     ("lambda_src/soci_indexer/aws/handler.py", "import aws_cdk", "indexer-knows-no-constructs"),
     ("lambda_src/soci_indexer/oci/client.py", "import boto3", "aws-only-in-aws"),
 ]

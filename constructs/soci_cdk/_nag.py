@@ -3,19 +3,22 @@
 cdk-nag (v3) reports through CDK's own validation framework, so a construct
 can acknowledge a finding with ``Validations`` alone, without depending on
 cdk-nag. Each acknowledgment names one finding on one construct subtree and
-says why; a finding the construct did not expect still fails the synth.
+says why; a finding the construct did not expect still fails the synth. The
+subtree is the policy holding the statement the finding is about, never a
+whole role: users add their own statements to roles.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Stack, Token, Validations
-from constructs import IConstruct
+from aws_cdk import aws_iam as iam
+from constructs import Construct, IConstruct
 
 AWS_SOLUTIONS = "AwsSolutions"
 # ecr:GetAuthorizationToken has no resource-level permissions: "*" is the only resource.
 WHY_ECR_LOGIN_NEEDS_ANY_RESOURCE = (
     "ecr:GetAuthorizationToken supports no resource-level permissions; it is the only "
-    "action on '*' (image actions are scoped to repositories)"
+    "action on '*' in this policy (image actions are scoped to repositories)"
 )
 
 
@@ -24,6 +27,28 @@ def acknowledge(scope: IConstruct, finding: str, reason: str) -> None:
     Validations.of(scope).acknowledge(
         Acknowledgment(id=f"{AWS_SOLUTIONS}::{finding}", reason=reason)
     )
+
+
+def ecr_policy(
+    scope: Construct, id: str, role: iam.IRole, *statements: iam.PolicyStatement
+) -> iam.Policy:
+    """A policy of its own on ``role``: ecr:GetAuthorizationToken on '*', and ``statements``.
+
+    The '*' finding is acknowledged on this policy only. A statement added to
+    the role later lands in the role's default policy, where cdk-nag still
+    reports it: an acknowledgment on the role would cover it with a false reason.
+    """
+    policy = iam.Policy(
+        scope,
+        id,
+        roles=[role],
+        statements=[
+            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            *statements,
+        ],
+    )
+    acknowledge(policy, wildcard_resource_finding("*"), WHY_ECR_LOGIN_NEEDS_ANY_RESOURCE)
+    return policy
 
 
 def wildcard_resource_finding(resource: str) -> str:

@@ -14,6 +14,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
@@ -23,6 +24,12 @@ from soci_indexer import settings
 from soci_cdk import _nag
 from soci_cdk.errors import InvalidPropError
 
+# What ECS needs to pull the image with the execution role (and ecr:GetAuthorizationToken).
+PULL_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchGetImage",
+)
 # Fargate task sizes: memory (MiB) allowed for each CPU value.
 _FARGATE_MEMORY = {
     256: (512, 1024, 2048),
@@ -100,19 +107,22 @@ class SociFargateTask(Construct):
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
         )
-        # Pull rights for the execution role come with the ECR image.
+        # Named by URI: the pull rights are granted below, in a policy of their own.
         self.container = self.task_definition.add_container(
             "Container",
             container_name=container_name,
-            image=ecs.ContainerImage.from_ecr_repository(repository, tag=self.image_tag),
+            image=ecs.ContainerImage.from_registry(
+                repository.repository_uri_for_tag(self.image_tag)
+            ),
             command=list(command) if command else None,
             logging=ecs.LogDrivers.aws_logs(stream_prefix="task", log_group=self.log_group),
         )
         self.execution_role = self.task_definition.obtain_execution_role()
-        _nag.acknowledge(
+        self.pull_policy = _nag.ecr_policy(
+            self,
+            "PullPolicy",
             self.execution_role,
-            _nag.wildcard_resource_finding("*"),
-            _nag.WHY_ECR_LOGIN_NEEDS_ANY_RESOURCE,
+            iam.PolicyStatement(actions=list(PULL_ACTIONS), resources=[repository.repository_arn]),
         )
         self.schedule = (
             self._make_schedule(cluster, schedule, vpc_subnets, security_groups, assign_public_ip)

@@ -9,11 +9,12 @@ lands in a dead-letter queue, which raises an alarm too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import jsii
-from aws_cdk import Duration, Stack, Tokenization
+from aws_cdk import ArnFormat, Duration, Stack, Tokenization
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecr as ecr
@@ -31,7 +32,7 @@ from soci_indexer import settings
 
 from soci_cdk import _checks, _nag, event_pattern
 from soci_cdk.errors import InvalidPropError
-from soci_cdk.repository import SociRepository
+from soci_cdk.interfaces import ISociRepository
 
 HANDLER = settings.LAMBDA_HANDLER
 # The newest Python the Lambda service, aws-cdk-lib and cfn-lint all know.
@@ -53,6 +54,23 @@ MAX_RECEIVE_COUNT = 3
 VISIBILITY_TIMEOUT_FACTOR = 6
 LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
 
+
+class MetricOptions(TypedDict, total=False):
+    """``cloudwatch.MetricOptions`` as keyword arguments of the ``metric_*`` methods."""
+
+    account: str
+    color: str
+    dimensions_map: Mapping[str, str]
+    label: str
+    period: Duration
+    region: str
+    stack_account: str
+    stack_region: str
+    statistic: str
+    unit: cloudwatch.Unit
+    visible: bool
+
+
 # The registry API calls the indexer makes: read the image, upload zTOC blobs
 # and manifests. ecr:GetAuthorizationToken has no resource-level permissions.
 PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
@@ -63,7 +81,12 @@ PUSH_ACTIONS = (
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
 )
-KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+# No KMS permission on repository keys: ECR encrypts and decrypts images through
+# grants it creates on the key for the repository, so who pushes or pulls needs
+# none (https://docs.aws.amazon.com/AmazonECR/latest/userguide/encryption-at-rest.html).
+# Keeps targets.SqsQueue from giving EventBridge the queues' key with no condition:
+# with it, the key policy statement requires aws:SourceAccount to be this account.
+EVENTS_QUEUE_SAME_ACCOUNT = "@aws-cdk/aws-events:eventsTargetQueueSameAccount"
 
 
 def indexer_code() -> lambda_.Code:
@@ -126,7 +149,6 @@ class SociIndexBuilder(Construct):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         reserved_concurrency: int | None = None,
         encryption_key: kms.IKey | None = None,
-        encryption_keys: Sequence[kms.IKey] = (),
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         log_level: str = settings.DEFAULT_LOG_LEVEL,
         metrics_namespace: str = settings.DEFAULT_METRICS_NAMESPACE,
@@ -162,9 +184,6 @@ class SociIndexBuilder(Construct):
             least ``max_concurrency``. Default: none reserved.
         :param encryption_key: KMS key for the queues and the log group.
             Default: SQS-managed encryption and CloudWatch Logs' own.
-        :param encryption_keys: KMS keys of repositories matched by
-            ``repository_name_filters`` (keys of ``SociRepository`` objects are
-            found by themselves). Default: none.
         :param log_retention: how long the function's logs are kept. Default: one month.
         :param log_level: ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``. Default: ``INFO``.
         :param metrics_namespace: CloudWatch namespace of the builder's metrics.
@@ -174,6 +193,7 @@ class SociIndexBuilder(Construct):
         :param alarm_topic: SNS topic the alarms notify. Default: alarms only.
         """
         super().__init__(scope, id)
+        self.node.set_context(EVENTS_QUEUE_SAME_ACCOUNT, True)
         self.tag_suffix = tag_suffix
         self.metrics_namespace = metrics_namespace
         self.service_name = service_name
@@ -249,8 +269,6 @@ class SociIndexBuilder(Construct):
             self.add_repository_name_filter(name_filter)
         for repository in repositories or ():
             self.add_repository(repository)
-        for key in encryption_keys:
-            self.add_encryption_key(key)
         self.node.add_validation(_IndexesSomething(self))
 
         self.dead_letter_alarm, self.errors_alarm, self.images_failed_alarm = self._make_alarms(
@@ -260,20 +278,20 @@ class SociIndexBuilder(Construct):
 
     # ----------------------------------------------------------- repositories
 
-    def add_repository(
-        self, repository: ecr.IRepository, *, encryption_key: kms.IKey | None = None
-    ) -> None:
+    def add_repository(self, repository: ecr.IRepository) -> None:
         """Index the images pushed to ``repository`` too.
 
-        ``encryption_key`` is the repository's KMS key; a ``SociRepository``
-        brings its own. On a builder that indexes every repository only the key
-        is granted: the rule and the permissions already cover the repository.
+        A ``SociRepository`` must keep this builder's output tags mutable. On a
+        builder that indexes every repository nothing else changes: the rule and
+        the permissions already cover the repository.
         """
-        key = encryption_key or (
-            repository.encryption_key if isinstance(repository, SociRepository) else None
-        )
-        if key is not None:
-            self.add_encryption_key(key)
+        if isinstance(repository, ISociRepository) and repository.tag_suffix != self.tag_suffix:
+            raise InvalidPropError(
+                repository.node.path,
+                "tag_suffix",
+                repository.tag_suffix,
+                f"the suffix of the builder it is added to, {self.tag_suffix!r}",
+            )
         if self.indexes_every_repository:
             return
         self.rule.add_event_pattern(detail={"repository-name": [repository.repository_name]})
@@ -308,10 +326,6 @@ class SociIndexBuilder(Construct):
         )
         self.repository_count += 1
 
-    def add_encryption_key(self, key: kms.IKey) -> iam.Grant:
-        """Let the indexer read and write images of repositories encrypted with ``key``."""
-        return key.grant(self.function, *KEY_ACTIONS)
-
     # ------------------------------------------------------------------ grants
 
     def grant_enqueue(self, grantee: iam.IGrantable) -> iam.Grant:
@@ -328,51 +342,50 @@ class SociIndexBuilder(Construct):
 
     # ----------------------------------------------------------------- metrics
 
-    def metric(
-        self,
-        metric_name: str,
-        *,
-        statistic: str = cloudwatch.Stats.SUM,
-        period: Duration | None = None,
-    ) -> cloudwatch.Metric:
-        """One of the builder's EMF metrics, under its ``service`` dimension."""
+    def metric(self, metric_name: str, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
+        """One of the builder's EMF metrics, under its ``service`` dimension.
+
+        ``options`` are ``cloudwatch.MetricOptions``' (``period``, ``statistic``,
+        ``label``, ``unit``...). Default: the sum over 5 minutes.
+        """
+        options["dimensions_map"] = {
+            "service": self.service_name,
+            **options.get("dimensions_map", {}),
+        }
+        options.setdefault("statistic", cloudwatch.Stats.SUM)
+        options.setdefault("period", Duration.minutes(5))
         return cloudwatch.Metric(
-            namespace=self.metrics_namespace,
-            metric_name=metric_name,
-            dimensions_map={"service": self.service_name},
-            statistic=statistic,
-            period=period or Duration.minutes(5),
+            namespace=self.metrics_namespace, metric_name=metric_name, **options
         )
 
-    def metric_images_indexed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_images_indexed(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Images that got a SOCI index pushed (sum)."""
-        return self.metric("ImagesIndexed", period=period)
+        return self.metric("ImagesIndexed", **options)
 
-    def metric_images_skipped(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_images_skipped(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Pushes that needed no index: untagged, own output, no layer worth indexing (sum)."""
-        return self.metric("ImagesSkipped", period=period)
+        return self.metric("ImagesSkipped", **options)
 
-    def metric_images_failed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_images_failed(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Images whose indexing failed and will be retried (sum); ``images_failed_alarm``."""
-        return self.metric("ImagesFailed", period=period)
+        return self.metric("ImagesFailed", **options)
 
-    def metric_layers_indexed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_layers_indexed(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Layers that got a zTOC (sum)."""
-        return self.metric("LayersIndexed", period=period)
+        return self.metric("LayersIndexed", **options)
 
-    def metric_layers_skipped(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_layers_skipped(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Layers left without a zTOC: too small, unsupported, corrupt (sum)."""
-        return self.metric("LayersSkipped", period=period)
+        return self.metric("LayersSkipped", **options)
 
-    def metric_bytes_indexed(self, *, period: Duration | None = None) -> cloudwatch.Metric:
+    def metric_bytes_indexed(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Compressed bytes of the layers indexed (sum)."""
-        return self.metric("BytesIndexed", period=period)
+        return self.metric("BytesIndexed", **options)
 
-    def metric_build_seconds(
-        self, *, statistic: str = cloudwatch.Stats.AVERAGE, period: Duration | None = None
-    ) -> cloudwatch.Metric:
+    def metric_build_seconds(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Seconds from event to pushed index, per image (average by default)."""
-        return self.metric("BuildSeconds", statistic=statistic, period=period)
+        options.setdefault("statistic", cloudwatch.Stats.AVERAGE)
+        return self.metric("BuildSeconds", **options)
 
     # ---------------------------------------------------------------- building
 
@@ -441,10 +454,33 @@ class SociIndexBuilder(Construct):
 
     def _make_log_group(self, retention: logs.RetentionDays, key: kms.IKey | None) -> logs.LogGroup:
         if key is not None:
-            # CloudWatch Logs encrypts with the key itself; a key this stack owns gets the
-            # statement in its key policy, an imported key needs it added by its owner.
-            key.grant_encrypt_decrypt(
-                iam.ServicePrincipal(f"logs.{Stack.of(self).region}.amazonaws.com")
+            # CloudWatch Logs encrypts with the key itself, for log groups named in the
+            # encryption context: only those of this account and region (any name, as the
+            # group's generated name would make the key depend on it, and it on the key).
+            # A key this stack owns gets the statement; an imported key's owner adds it.
+            # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html
+            stack = Stack.of(self)
+            key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                    actions=[
+                        "kms:Decrypt",
+                        "kms:Encrypt",
+                        "kms:ReEncrypt*",
+                        "kms:GenerateDataKey*",
+                    ],
+                    resources=["*"],
+                    conditions={
+                        "ArnLike": {
+                            "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                                service="logs",
+                                resource="log-group",
+                                resource_name="*",
+                                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                            )
+                        }
+                    },
+                )
             )
         return logs.LogGroup(self, "LogGroup", retention=retention, encryption_key=key)
 
@@ -510,15 +546,11 @@ class SociIndexBuilder(Construct):
 
     def _grant_ecr(self) -> None:
         """Authorization tokens everywhere (no resource-level permission exists); pull and
-        push only in the selected repositories, added to ``self._pull_push`` one by one."""
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-        )
-        _nag.acknowledge(
-            self.role, _nag.wildcard_resource_finding("*"), _nag.WHY_ECR_LOGIN_NEEDS_ANY_RESOURCE
-        )
+        push only in the selected repositories, added to ``self._pull_push`` one by one.
+        Both in ``self.ecr_policy``, where the wildcards are acknowledged."""
         self._pull_push = iam.PolicyStatement(actions=[*PULL_ACTIONS, *PUSH_ACTIONS])
-        self.function.add_to_role_policy(self._pull_push)
+        self.ecr_policy = _nag.ecr_policy(self, "EcrPolicy", self.role, self._pull_push)
+        self.function.node.add_dependency(self.ecr_policy)
         if self.indexes_every_repository:
             self._allow_repositories_named(
                 "*", "no repository or filter was given, so every repository is indexed"
@@ -530,7 +562,7 @@ class SociIndexBuilder(Construct):
         self._pull_push.add_resources(arn)
         if "*" in name:
             _nag.acknowledge(
-                self.role,
+                self.ecr_policy,
                 _nag.repository_finding(self, name),
                 f"image actions are limited to the repositories the builder indexes: {why}",
             )

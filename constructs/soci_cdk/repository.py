@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_ecr as ecr
@@ -30,12 +31,14 @@ from soci_indexer import settings
 
 from soci_cdk import _checks, _nag
 from soci_cdk.errors import InvalidPropError
+from soci_cdk.interfaces import ISociIndexBuilder
 
-if TYPE_CHECKING:
-    from soci_cdk.index_builder import SociIndexBuilder
-
-# Repository creation scenarios a template applies to.
-APPLIED_FOR = ("CREATE_ON_PUSH", "PULL_THROUGH_CACHE", "REPLICATION")
+# Repository creation scenarios a template applies to. Pushes raise the events the
+# builder indexes. Replication copies a source's ``<tag>-soci`` images, already
+# indexed, and needs those tags mutable to copy a re-index. Pull-through cache is
+# left out: its images arrive by pulls ("ECR Pull Through Cache Action" events),
+# which nothing here indexes, so SOCI settings there would claim what is not done.
+APPLIED_FOR = ("CREATE_ON_PUSH", "REPLICATION")
 # ECR's own prefix rule, plus ROOT for "every repository created later".
 _TEMPLATE_PREFIX = re.compile(
     r"ROOT|[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*/?"
@@ -68,7 +71,7 @@ def _keep_newest(priority: int, pattern: str, count: int, what: str) -> dict[str
     }
 
 
-def _suffix(path: str, tag_suffix: str | None, builder: SociIndexBuilder | None) -> str:
+def _suffix(path: str, tag_suffix: str | None, builder: ISociIndexBuilder | None) -> str:
     """The output tag suffix to keep mutable: the builder's, unless told otherwise.
 
     A different suffix from the builder's would make its output tags immutable.
@@ -88,6 +91,9 @@ class SociRepository(ecr.Repository):
     Scan on push, encryption (AES-256, or KMS with ``encryption_key``),
     immutable tags except the SOCI output tags, no rule that could expire
     SOCI artifacts, and, with ``builder``, every tagged push indexed.
+    ``ecr.Repository``'s props pass through; the defaults that differ are
+    ``image_scan_on_push`` (True) and ``image_tag_mutability`` (immutable
+    with the SOCI output tags excepted).
     """
 
     def __init__(
@@ -95,51 +101,85 @@ class SociRepository(ecr.Repository):
         scope: Construct,
         id: str,
         *,
-        builder: SociIndexBuilder | None = None,
-        encryption_key: kms.IKey | None = None,
+        builder: ISociIndexBuilder | None = None,
         tag_suffix: str | None = None,
         immutable_tags: bool = True,
         max_image_count: int | None = None,
+        repository_name: str | None = None,
+        encryption: ecr.RepositoryEncryption | None = None,
+        encryption_key: kms.IKey | None = None,
+        image_scan_on_push: bool = True,
+        image_tag_mutability: ecr.TagMutability | None = None,
+        image_tag_mutability_exclusion_filters: Sequence[ecr.ImageTagMutabilityExclusionFilter]
+        | None = None,
+        lifecycle_registry_id: str | None = None,
+        lifecycle_rules: Sequence[ecr.LifecycleRule] | None = None,
         removal_policy: RemovalPolicy | None = None,
         empty_on_delete: bool | None = None,
     ) -> None:
         """
         :param builder: the SociIndexBuilder that indexes this repository's pushes.
             Default: none; call ``builder.add_repository(repo)`` later.
-        :param encryption_key: KMS key for the images; the builder is granted
-            its use. Default: AES-256 encryption managed by ECR.
         :param tag_suffix: the builder's output tag suffix, kept mutable.
             Default: the builder's, or ``-soci``.
         :param immutable_tags: make tags immutable, except ``*<tag_suffix>``.
             Default: True.
         :param max_image_count: keep only the newest N tagged images and the
             newest N SOCI-enabled images. Default: nothing expires.
+        :param repository_name: Default: a name CloudFormation generates.
+        :param encryption: Default: KMS with ``encryption_key``, else AES-256.
+        :param encryption_key: KMS key for the images (ECR uses it through grants
+            of its own; the builder needs no permission). Default: AES-256.
+        :param image_scan_on_push: Default: True (ECR's is False), a basic scan
+            of every pushed image.
+        :param image_tag_mutability: ``MUTABLE`` or ``IMMUTABLE_WITH_EXCLUSION``;
+            ``IMMUTABLE`` is refused, as the builder must rewrite its output
+            tags. Default: from ``immutable_tags``.
+        :param image_tag_mutability_exclusion_filters: tags kept mutable besides
+            ``*<tag_suffix>``. Default: none.
+        :param lifecycle_registry_id: Default: the stack's account.
+        :param lifecycle_rules: rules on tagged images, kept next to the
+            ``max_image_count`` ones; a rule that can select untagged images is
+            refused, as it would expire SOCI indexes. Default: none.
         :param removal_policy: what happens to the repository when it leaves
             the stack. Default: retained.
         :param empty_on_delete: delete its images when the repository is
             deleted. Default: False.
         """
-        suffix = _suffix(f"{scope.node.path}/{id}", tag_suffix, builder)
+        path = f"{scope.node.path}/{id}"
+        suffix = _suffix(path, tag_suffix, builder)
+        for given in lifecycle_rules or ():
+            _check_tagged_only(path, given)
+        mutability = image_tag_mutability or (
+            ecr.TagMutability.IMMUTABLE_WITH_EXCLUSION
+            if immutable_tags
+            else ecr.TagMutability.MUTABLE
+        )
+        if mutability == ecr.TagMutability.IMMUTABLE:
+            raise InvalidPropError(
+                path,
+                "image_tag_mutability",
+                "IMMUTABLE",
+                "MUTABLE or IMMUTABLE_WITH_EXCLUSION: the builder must be able to rewrite "
+                f"its output tags *{suffix}",
+            )
+        exclusions = list(image_tag_mutability_exclusion_filters or ())
+        if mutability == ecr.TagMutability.IMMUTABLE_WITH_EXCLUSION:
+            exclusions.append(ecr.ImageTagMutabilityExclusionFilter.wildcard(f"*{suffix}"))
         super().__init__(
             scope,
             id,
-            image_scan_on_push=True,
-            encryption=ecr.RepositoryEncryption.KMS
-            if encryption_key
-            else ecr.RepositoryEncryption.AES_256,
+            repository_name=repository_name,
+            image_scan_on_push=image_scan_on_push,
+            encryption=encryption or _default_encryption(encryption_key),
             encryption_key=encryption_key,
-            image_tag_mutability=ecr.TagMutability.IMMUTABLE_WITH_EXCLUSION
-            if immutable_tags
-            else ecr.TagMutability.MUTABLE,
-            image_tag_mutability_exclusion_filters=[
-                ecr.ImageTagMutabilityExclusionFilter.wildcard(f"*{suffix}")
-            ]
-            if immutable_tags
-            else None,
+            image_tag_mutability=mutability,
+            image_tag_mutability_exclusion_filters=exclusions or None,
+            lifecycle_registry_id=lifecycle_registry_id,
+            lifecycle_rules=lifecycle_rules,
             removal_policy=removal_policy,
             empty_on_delete=empty_on_delete,
         )
-        self.encryption_key = encryption_key
         self.tag_suffix = suffix
         if max_image_count is not None:
             _checks.check_whole_number(self, "max_image_count", max_image_count, 1, 10000)
@@ -155,10 +195,34 @@ class SociRepository(ecr.Repository):
             builder.add_repository(self)
 
 
+def _default_encryption(key: kms.IKey | None) -> ecr.RepositoryEncryption:
+    return ecr.RepositoryEncryption.KMS if key else ecr.RepositoryEncryption.AES_256
+
+
+def _check_tagged_only(path: str, rule: ecr.LifecycleRule) -> None:
+    """Refuse a rule that can select untagged images: the SOCI index and the image
+    manifest under a ``-soci`` index are untagged, and expiring them turns lazy loading off.
+
+    ECR's default tag status is ``any``, or ``tagged`` when tag prefixes or patterns are given.
+    """
+    tagged = rule.tag_status == ecr.TagStatus.TAGGED or (
+        rule.tag_status is None and bool(rule.tag_prefix_list or rule.tag_pattern_list)
+    )
+    if not tagged:
+        raise InvalidPropError(
+            path,
+            "lifecycle_rules",
+            rule.description or f"rule {rule.rule_priority}",
+            "rules on tagged images (tag_status TAGGED): a rule that can select untagged "
+            "images expires the SOCI indexes",
+        )
+
+
 class SociRepositoryTemplate(Construct):
     """An ECR repository creation template: repositories created later under ``prefix``
-    (on push, by pull-through cache or by replication) get SociRepository's settings,
-    and, with ``builder``, their pushes get indexed.
+    (on push or by replication, not by pull-through cache) get SociRepository's
+    settings, and, with ``builder``, their pushes get indexed. Replicated images are
+    not indexed here: they arrive with the ``-soci`` tags of an indexed source.
 
     Names under ``prefix`` are ``<prefix>/...``; ``ROOT`` means every repository.
     """
@@ -169,7 +233,7 @@ class SociRepositoryTemplate(Construct):
         id: str,
         *,
         prefix: str,
-        builder: SociIndexBuilder | None = None,
+        builder: ISociIndexBuilder | None = None,
         encryption_key: kms.IKey | None = None,
         tag_suffix: str | None = None,
         immutable_tags: bool = True,
@@ -224,8 +288,6 @@ class SociRepositoryTemplate(Construct):
         )
         if builder is not None:
             builder.add_repository_name_filter(self.name_filter)
-            if encryption_key is not None:
-                builder.add_encryption_key(encryption_key)
 
     def _make_role(self, key: kms.IKey) -> iam.Role:
         """The role ECR assumes to create KMS-encrypted repositories from the template."""
@@ -235,19 +297,25 @@ class SociRepositoryTemplate(Construct):
             assumed_by=iam.ServicePrincipal("ecr.amazonaws.com"),
             description="Lets ECR create KMS-encrypted repositories from a creation template",
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="ecr", resource="repository", resource_name=self.name_filter
-                    )
-                ],
-            )
+        # A policy of its own: the acknowledged wildcard covers nothing added to the role later.
+        policy = iam.Policy(
+            self,
+            "CreationPolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource"],
+                    resources=[
+                        Stack.of(self).format_arn(
+                            service="ecr", resource="repository", resource_name=self.name_filter
+                        )
+                    ],
+                )
+            ],
         )
         if "*" in self.name_filter:
             _nag.acknowledge(
-                role,
+                policy,
                 _nag.repository_finding(self, self.name_filter),
                 "ECR creates the repositories of the template's prefix: their names are not "
                 "known in advance, only the prefix",

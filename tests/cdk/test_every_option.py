@@ -104,11 +104,11 @@ def test_the_constructs_acknowledge_only_their_intended_wildcards(
     (report,) = json.loads(report_path.read_text())["pluginReports"]
     arn = "arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository/"
     assert {(f["ruleName"], f["acknowledgedAt"]) for f in report["suppressedViolations"]} == {
-        ("AwsSolutions-IAM5[Resource::*]", "Everything/Builder/ServiceRole"),
-        ("AwsSolutions-IAM5[Resource::*]", "Everything/Task/TaskDefinition/ExecutionRole"),
-        (f"AwsSolutions-IAM5[Resource::{arn}team-a/*]", "Everything/Builder/ServiceRole"),
-        (f"AwsSolutions-IAM5[Resource::{arn}*/simulation]", "Everything/Builder/ServiceRole"),
-        (f"AwsSolutions-IAM5[Resource::{arn}team-*/api]", "Everything/Builder/ServiceRole"),
-        (f"AwsSolutions-IAM5[Resource::{arn}team-c/*]", "Everything/Builder/ServiceRole"),
-        (f"AwsSolutions-IAM5[Resource::{arn}team-c/*]", "Everything/Template/CreationRole"),
+        ("AwsSolutions-IAM5[Resource::*]", "Everything/Builder/EcrPolicy"),
+        ("AwsSolutions-IAM5[Resource::*]", "Everything/Task/PullPolicy"),
+        (f"AwsSolutions-IAM5[Resource::{arn}team-a/*]", "Everything/Builder/EcrPolicy"),
+        (f"AwsSolutions-IAM5[Resource::{arn}*/simulation]", "Everything/Builder/EcrPolicy"),
+        (f"AwsSolutions-IAM5[Resource::{arn}team-*/api]", "Everything/Builder/EcrPolicy"),
+        (f"AwsSolutions-IAM5[Resource::{arn}team-c/*]", "Everything/Builder/EcrPolicy"),
+        (f"AwsSolutions-IAM5[Resource::{arn}team-c/*]", "Everything/Template/CreationPolicy"),
     }

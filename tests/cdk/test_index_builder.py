@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -70,7 +71,6 @@ def built() -> Built:
         stack,
         "Filtered",
         repository_name_filters=["team-a/*"],
-        encryption_keys=[kms.Key.from_key_arn(stack, "ImportedKey", IMPORTED_KEY_ARN)],
         alarm_topic=topic,
     )
     SociRepository(stack, "Encrypted", builder=filtered, encryption_key=repository_key)
@@ -273,12 +273,40 @@ def test_the_log_group_is_encrypted_with_the_given_key(built: Built) -> None:
     assert built.props(built.custom.log_group)["KmsKeyId"] == getatt(built, built.queue_key)
 
 
-def test_cloudwatch_logs_may_use_the_given_key(built: Built) -> None:
+LOGS_PRINCIPAL = {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+
+
+def key_policy_statements_for(built: Built, service: Any) -> list[dict[str, Any]]:
     statements = built.props(built.queue_key)["KeyPolicy"]["Statement"]
-    principals = [statement["Principal"] for statement in statements]
-    assert {
-        "Service": {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
-    } in principals
+    return [s for s in statements if s["Principal"] == {"Service": service}]
+
+
+def test_cloudwatch_logs_may_use_the_key_only_for_log_groups_of_the_stacks_account_and_region(
+    built: Built,
+) -> None:
+    log_groups = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":logs:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":log-group:*",
+            ],
+        ]
+    }
+    (statement,) = key_policy_statements_for(built, LOGS_PRINCIPAL)
+    assert statement["Condition"] == {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}}
+
+
+def test_eventbridge_may_use_the_key_only_for_the_stacks_account(built: Built) -> None:
+    (statement,) = key_policy_statements_for(built, "events.amazonaws.com")
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    }
 
 
 def test_the_environment_carries_the_default_index_settings(built: Built) -> None:
@@ -398,28 +426,16 @@ def test_a_builder_for_every_repository_may_act_on_every_repository_of_its_accou
     assert as_list(image_statement(built, built.everything)["Resource"]) == [repository_arn("*")]
 
 
-def key_statements(built: Built, builder: SociIndexBuilder) -> list[dict[str, Any]]:
-    return [s for s in built.statements(builder) if str(s["Action"]).startswith("['kms:")]
-
-
-def test_the_key_of_a_soci_repository_is_granted_to_the_function(built: Built) -> None:
-    assert {
-        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-        "Effect": "Allow",
-        "Resource": getatt(built, built.repository_key),
-    } in key_statements(built, built.filtered)
-
-
-def test_keys_of_filtered_repositories_are_granted_to_the_function(built: Built) -> None:
-    assert {
-        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-        "Effect": "Allow",
-        "Resource": IMPORTED_KEY_ARN,
-    } in key_statements(built, built.filtered)
-
-
-def test_no_repository_key_means_no_kms_permission(built: Built) -> None:
-    assert key_statements(built, built.everything) == []
+def test_the_function_gets_no_kms_permission_for_repository_keys(built: Built) -> None:
+    # ECR encrypts and decrypts images through grants it creates on the key for the
+    # repository; who pushes or pulls needs no KMS permission of its own.
+    kms_actions = [
+        action
+        for statement in built.statements(built.filtered)
+        for action in as_list(statement["Action"])
+        if action.startswith("kms:")
+    ]
+    assert kms_actions == []
 
 
 # -------------------------------------------------------------------------- alarms
@@ -493,6 +509,17 @@ def test_metrics_default_to_the_handlers_namespace_and_service(built: Built) -> 
     assert (metric.namespace, metric.dimensions) == (
         "SociIndexBuilder",
         {"service": "soci-index-builder"},
+    )
+
+
+def test_metric_methods_take_cloudwatchs_metric_options(built: Built) -> None:
+    metric = built.filtered.metric_images_failed(
+        label="failed images", statistic=cloudwatch.Stats.MAXIMUM, period=Duration.minutes(1)
+    )
+    assert (metric.label, metric.statistic, metric.period.to_minutes()) == (
+        "failed images",
+        cloudwatch.Stats.MAXIMUM,
+        1,
     )
 
 

@@ -7,9 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aws_cdk import Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_kms as kms
-from cdk_support import as_list, logical_id, new_stack, policy_statements, template_of
+from cdk_support import (
+    as_list,
+    logical_id,
+    new_stack,
+    only_resource,
+    policy_statements,
+    template_of,
+)
 from soci_cdk import InvalidPropError, SociIndexBuilder, SociRepository, SociRepositoryTemplate
 
 
@@ -138,6 +146,99 @@ def test_a_suffix_other_than_the_builders_is_refused() -> None:
         SociRepository(stack, "Repository", builder=builder, tag_suffix="-lazy")
 
 
+def test_a_repository_added_to_a_builder_with_another_suffix_is_refused() -> None:
+    stack = new_stack()
+    builder = SociIndexBuilder(stack, "Builder", repositories=[])
+    repository = SociRepository(stack, "Repository", tag_suffix="-lazy")
+    with pytest.raises(InvalidPropError, match="tag_suffix must be the suffix of the builder"):
+        builder.add_repository(repository)
+
+
+def only_repository_resource(stack: Stack) -> dict[str, Any]:
+    return only_resource(template_of(stack), "AWS::ECR::Repository")
+
+
+def test_repository_props_reach_the_ecr_repository() -> None:
+    stack = new_stack()
+    SociRepository(
+        stack,
+        "Repository",
+        repository_name="team-a/api",
+        removal_policy=RemovalPolicy.DESTROY,
+        empty_on_delete=True,
+    )
+    resource = only_repository_resource(stack)
+    assert (
+        resource["Properties"]["RepositoryName"],
+        resource["DeletionPolicy"],
+        resource["Properties"]["EmptyOnDelete"],
+    ) == ("team-a/api", "Delete", True)
+
+
+def test_scan_on_push_can_be_turned_off() -> None:
+    stack = new_stack()
+    SociRepository(stack, "Repository", image_scan_on_push=False)
+    properties = only_repository_resource(stack)["Properties"]
+    assert properties.get("ImageScanningConfiguration", {"ScanOnPush": False}) == {
+        "ScanOnPush": False
+    }
+
+
+def test_a_kms_repository_without_a_key_uses_the_aws_managed_key() -> None:
+    stack = new_stack()
+    SociRepository(stack, "Repository", encryption=ecr.RepositoryEncryption.KMS)
+    assert only_repository_resource(stack)["Properties"]["EncryptionConfiguration"] == {
+        "EncryptionType": "KMS"
+    }
+
+
+def test_given_lifecycle_rules_are_kept_next_to_the_max_image_count_rules() -> None:
+    stack = new_stack()
+    SociRepository(
+        stack,
+        "Repository",
+        max_image_count=20,
+        lifecycle_rules=[
+            ecr.LifecycleRule(
+                rule_priority=10,
+                tag_status=ecr.TagStatus.TAGGED,
+                tag_pattern_list=["pr-*"],
+                max_image_age=Duration.days(7),
+            )
+        ],
+    )
+    policy = only_repository_resource(stack)["Properties"]["LifecyclePolicy"]
+    rules = lifecycle_rules(policy["LifecyclePolicyText"])
+    assert sorted(rule["rulePriority"] for rule in rules) == [1, 2, 10]
+
+
+def test_a_lifecycle_rule_that_can_select_untagged_images_is_refused() -> None:
+    with pytest.raises(InvalidPropError, match="lifecycle_rules must be rules on tagged images"):
+        SociRepository(
+            new_stack(),
+            "Repository",
+            lifecycle_rules=[ecr.LifecycleRule(max_image_age=Duration.days(7))],
+        )
+
+
+def test_immutable_tags_without_the_output_exception_are_refused() -> None:
+    with pytest.raises(InvalidPropError, match="image_tag_mutability must be"):
+        SociRepository(new_stack(), "Repository", image_tag_mutability=ecr.TagMutability.IMMUTABLE)
+
+
+def test_given_tag_exclusions_are_kept_next_to_the_output_tags() -> None:
+    stack = new_stack()
+    SociRepository(
+        stack,
+        "Repository",
+        image_tag_mutability_exclusion_filters=[
+            ecr.ImageTagMutabilityExclusionFilter.wildcard("dev-*")
+        ],
+    )
+    filters = only_repository_resource(stack)["Properties"]["ImageTagMutabilityExclusionFilters"]
+    assert [f["ImageTagMutabilityExclusionFilterValue"] for f in filters] == ["dev-*", "*-soci"]
+
+
 def test_max_image_count_must_be_positive() -> None:
     with pytest.raises(InvalidPropError, match="max_image_count must be a whole number"):
         SociRepository(new_stack(), "Repository", max_image_count=0)
@@ -146,11 +247,14 @@ def test_max_image_count_must_be_positive() -> None:
 # ------------------------------------------------------------------ creation template
 
 
-def test_the_template_applies_to_every_way_a_repository_is_created(built: Built) -> None:
+def test_the_template_applies_to_repositories_created_on_push_or_by_replication(
+    built: Built,
+) -> None:
+    # Not to pull-through cache: its images raise no push event, so nothing indexes them.
     props = built.props(built.template_construct.resource)
     assert (props["Prefix"], sorted(props["AppliedFor"])) == (
         "team-a",
-        ["CREATE_ON_PUSH", "PULL_THROUGH_CACHE", "REPLICATION"],
+        ["CREATE_ON_PUSH", "REPLICATION"],
     )
 
 

@@ -74,10 +74,10 @@ def test_acknowledged_findings_are_the_expected_ones_and_explained(sample: Synth
         for finding in sample.nag_report["suppressedViolations"]
     }
     assert acknowledged == {
-        ("AwsSolutions-IAM5[Resource::*]", "SociFargateSample/IndexBuilder/ServiceRole"),
+        ("AwsSolutions-IAM5[Resource::*]", "SociFargateSample/IndexBuilder/EcrPolicy"),
         (
             "AwsSolutions-IAM5[Resource::*]",
-            "SociFargateSample/SampleTask/TaskDefinition/ExecutionRole",
+            "SociFargateSample/SampleTask/PullPolicy",
         ),
     }
     for finding in sample.nag_report["suppressedViolations"]:

@@ -13,7 +13,7 @@ NPM_STAMP := node_modules/.installed
 # install Node 22 from npm into node_modules and put it first on PATH instead.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help venv test lint typecheck unit demo synth bench fuzz faults clean
+.PHONY: help venv test lint typecheck unit demo synth bench fuzz faults check-cdk-floor clean
 
 help:
 	@echo "make demo   local end-to-end run: registry, image, index, verify, synth"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench  speed and memory benchmarks (ratios against baselines)"
 	@echo "make fuzz   long fuzzing pass over the parsers"
 	@echo "make faults registry and network faults while indexing: the outcome table"
+	@echo "make check-cdk-floor  the CDK tests against the oldest aws-cdk-lib pyproject.toml allows"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,6 +70,10 @@ fuzz: $(FUZZ_STAMP)
 faults: $(STAMP)
 	scripts/install-system-deps.sh
 	$(PY) bench/faults.py
+
+# Not part of `make test`: it installs another aws-cdk-lib into a throwaway venv.
+check-cdk-floor: $(NPM_STAMP)
+	scripts/check-cdk-floor.sh
 
 clean:
 	rm -rf cdk.out .bench .demo .pytest_cache .mypy_cache .ruff_cache

@@ -26,8 +26,10 @@ wildcard, scopes the function's ECR permissions.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from soci_indexer import settings
@@ -37,6 +39,9 @@ REPOSITORY_FILTER = re.compile(r"[a-z0-9._/*-]{1,256}")
 TAG_FILTER = re.compile(r"[A-Za-z0-9._*-]{1,128}")
 REPOSITORY_FILTER_EXPECTED = "1 to 256 of a-z 0-9 . _ / - and the wildcard *"
 TAG_FILTER_EXPECTED = "1 to 128 of A-Z a-z 0-9 . _ - and the wildcard *"
+
+# EventBridge's quota on the size of one event pattern, in characters.
+MAX_PATTERN_SIZE = 2048
 
 Matcher = str | dict[str, Any]
 
@@ -94,3 +99,37 @@ def push_detail(*, tag_filters: Sequence[str], tag_suffix: str) -> dict[str, Any
             {"manifest-media-type": [{"exists": False}], "image-tag": manifest_tags},
         ],
     }
+
+
+def serialized_size(pattern: dict[str, Any]) -> int:
+    """Characters of ``pattern`` (resolved) as JSON without spaces, as EventBridge counts them."""
+    return len(json.dumps(pattern, separators=(",", ":")))
+
+
+def names_that_fit(pattern: dict[str, Any]) -> int:
+    """How many of the pattern's ``repository-name`` filters fit in ``MAX_PATTERN_SIZE``."""
+    names = pattern["detail"].get("repository-name", [])
+    for count in range(len(names), -1, -1):
+        fewer = {**pattern, "detail": {**pattern["detail"], "repository-name": names[:count]}}
+        if serialized_size(fewer) <= MAX_PATTERN_SIZE:
+            return count
+    return 0
+
+
+def filters_overlap(first: str, second: str) -> bool:
+    """True when some name matches both filters (``*`` matches any text, ``/`` included)."""
+    first, second = normalize(first), normalize(second)
+
+    @cache
+    def overlap(i: int, j: int) -> bool:
+        a = first[i] if i < len(first) else None
+        b = second[j] if j < len(second) else None
+        if a is None and b is None:
+            return True
+        if a == "*":  # the star matches nothing more, or takes the other's next character
+            return overlap(i + 1, j) or (b is not None and overlap(i, j + 1))
+        if b == "*":
+            return overlap(i, j + 1) or (a is not None and overlap(i + 1, j))
+        return a is not None and a == b and overlap(i + 1, j + 1)
+
+    return overlap(0, 0)

@@ -21,7 +21,7 @@ from aws_cdk import aws_scheduler_targets as scheduler_targets
 from constructs import Construct
 from soci_indexer import settings
 
-from soci_cdk import _nag
+from soci_cdk import _checks, _nag
 from soci_cdk.errors import InvalidPropError
 
 # What ECS needs to pull the image with the execution role (and ecr:GetAuthorizationToken).
@@ -90,6 +90,28 @@ class SociFargateTask(Construct):
             without NAT need it to reach ECR). Default: False.
         """
         super().__init__(scope, id)
+        _checks.check_instance(self, "repository", repository, ecr.IRepository)
+        _checks.check_str(self, "image_tag", image_tag)
+        _checks.check_pattern(
+            self, "tag_suffix", tag_suffix, settings.TAG_SUFFIX, settings.TAG_SUFFIX_EXPECTED
+        )
+        _checks.check_whole_number(self, "cpu", cpu, min(_FARGATE_MEMORY))
+        _checks.check_whole_number(self, "memory_limit_mib", memory_limit_mib, 1)
+        _checks.check_instance(
+            self, "cpu_architecture", cpu_architecture, ecs.CpuArchitecture, optional=True
+        )
+        _checks.check_str_list(self, "command", command, optional=True)
+        _checks.check_str(self, "container_name", container_name)
+        _checks.check_instance(self, "log_retention", log_retention, logs.RetentionDays)
+        _checks.check_instance(self, "cluster", cluster, ecs.ICluster, optional=True)
+        _checks.check_instance(
+            self, "schedule", schedule, scheduler.ScheduleExpression, optional=True
+        )
+        _checks.check_instance(self, "vpc_subnets", vpc_subnets, ec2.SubnetSelection, optional=True)
+        _checks.check_instance_list(
+            self, "security_groups", security_groups, ec2.ISecurityGroup, optional=True
+        )
+        _checks.check_bool(self, "assign_public_ip", assign_public_ip)
         self._check_size(cpu, memory_limit_mib)
         if schedule is not None and cluster is None:
             raise InvalidPropError(
@@ -131,6 +153,8 @@ class SociFargateTask(Construct):
         )
 
     def _check_size(self, cpu: int, memory_limit_mib: int) -> None:
+        if _checks.is_token(cpu) or _checks.is_token(memory_limit_mib):
+            return
         if cpu not in _FARGATE_MEMORY:
             raise InvalidPropError(
                 self.node.path, "cpu", cpu, f"a Fargate CPU size: one of {sorted(_FARGATE_MEMORY)}"

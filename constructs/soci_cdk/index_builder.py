@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TypedDict, Unpack
+from typing import TypedDict, Unpack, cast
 
 import jsii
-from aws_cdk import ArnFormat, Duration, Stack, Tokenization
+from aws_cdk import Annotations, ArnFormat, Duration, Names, Stack, Token, Tokenization
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -87,6 +88,7 @@ PUSH_ACTIONS = (
 # Keeps targets.SqsQueue from giving EventBridge the queues' key with no condition:
 # with it, the key policy statement requires aws:SourceAccount to be this account.
 EVENTS_QUEUE_SAME_ACCOUNT = "@aws-cdk/aws-events:eventsTargetQueueSameAccount"
+VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
 
 
 def indexer_code() -> lambda_.Code:
@@ -101,6 +103,124 @@ def indexer_code() -> lambda_.Code:
         str(package.parent),
         exclude=["*", f"!{package.name}", f"!{package.name}/**", "**/__pycache__", "*.pyc"],
     )
+
+
+@jsii.implements(IValidation)
+class _PatternFits:
+    """The rule's event pattern stays within EventBridge's size limit.
+
+    Every repository and repository filter adds to the pattern, so about 60 of
+    them exceed it, which CloudFormation would only report at deploy. Names
+    known only at deploy (repositories created in the same stack) count as the
+    length of their reference, so the check can pass a pattern that is too big
+    at deploy, never the other way round.
+    """
+
+    def __init__(self, builder: SociIndexBuilder) -> None:
+        self._builder = builder
+
+    def validate(self) -> list[str]:
+        builder = self._builder
+        rule = cast(events.CfnRule, builder.rule.node.default_child)
+        pattern = Stack.of(builder).resolve(rule.event_pattern)
+        size = event_pattern.serialized_size(pattern)
+        if size <= event_pattern.MAX_PATTERN_SIZE:
+            return []
+        names = pattern["detail"].get("repository-name", [])
+        fit = event_pattern.names_that_fit(pattern)
+        return [
+            f"SociIndexBuilder's event pattern would be {size} characters, more than "
+            f"EventBridge's limit of {event_pattern.MAX_PATTERN_SIZE}: {fit} of its "
+            f"{len(names)} repositories and repository filters fit. Select repositories "
+            "with a wildcard filter (team-a/*) instead of one by one, or split them "
+            "between several SociIndexBuilders"
+        ]
+
+
+@jsii.implements(IValidation)
+class _NoOverlap:
+    """No repository is indexed by two builders of the same stack.
+
+    Two builders that select the same repository and tag both index every push
+    of it. With the same tag suffix they race to write the same ``<tag><suffix>``
+    tag, each undoing the other's work: an error. With different suffixes the
+    result is two SOCI-enabled images (v1 and v2 for instance), which may be
+    deliberate but doubles the cost: a warning.
+    """
+
+    def __init__(self, builder: SociIndexBuilder) -> None:
+        self._builder = builder
+
+    def validate(self) -> list[str]:
+        builder = self._builder
+        stack = Stack.of(builder)
+        builders = [
+            found
+            for found in stack.node.find_all()
+            if isinstance(found, SociIndexBuilder) and Stack.of(found) is stack
+        ]
+        # Each pair is reported once, by the builder found first.
+        errors = []
+        for other in builders[builders.index(builder) + 1 :]:
+            overlap = _overlap(builder, other)
+            if overlap is None:
+                continue
+            repository, tag = overlap
+            what = (
+                f"SociIndexBuilders {builder.node.path} and {other.node.path} both index "
+                f"tags {tag!r} of the repositories {repository!r}"
+            )
+            if builder.tag_suffix == other.tag_suffix:
+                errors.append(
+                    f"{what}, and both write {builder.tag_suffix!r} tags, which each undoes "
+                    "the other's work: give them repository or tag filters that do not "
+                    "overlap, or merge them"
+                )
+            else:
+                Annotations.of(other).add_warning_v2(
+                    "soci-fargate:overlapping-builders",
+                    f"{what}: every push is indexed twice, once per tag suffix",
+                )
+        return errors
+
+
+def _overlap(first: SociIndexBuilder, second: SociIndexBuilder) -> tuple[str, str] | None:
+    """A repository selector and a tag selector both builders match, if any.
+
+    A repository known only at deploy overlaps only with itself.
+    """
+    stack = Stack.of(first)
+
+    def show(name: str) -> str:
+        return str(stack.resolve(name)) if Token.is_unresolved(name) else name
+
+    repositories = next(
+        (
+            show(mine)
+            for mine in first._repository_selectors
+            for theirs in second._repository_selectors
+            if _names_overlap(stack, mine, theirs)
+        ),
+        None,
+    )
+    tags = next(
+        (
+            mine
+            for mine in first._tag_selectors
+            for theirs in second._tag_selectors
+            if event_pattern.filters_overlap(mine, theirs)
+        ),
+        None,
+    )
+    return None if repositories is None or tags is None else (repositories, tags)
+
+
+def _names_overlap(stack: Stack, first: str, second: str) -> bool:
+    if event_pattern.matches_everything(first) or event_pattern.matches_everything(second):
+        return True
+    if Token.is_unresolved(first) or Token.is_unresolved(second):
+        return bool(stack.resolve(first) == stack.resolve(second))
+    return event_pattern.filters_overlap(first, second)
 
 
 @jsii.implements(IValidation)
@@ -152,8 +272,11 @@ class SociIndexBuilder(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         log_level: str = settings.DEFAULT_LOG_LEVEL,
         metrics_namespace: str = settings.DEFAULT_METRICS_NAMESPACE,
-        service_name: str = settings.DEFAULT_SERVICE_NAME,
+        service_name: str | None = None,
         alarm_topic: sns.ITopic | None = None,
+        vpc: ec2.IVpc | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        security_groups: Sequence[ec2.ISecurityGroup] | None = None,
     ) -> None:
         """Create the rule, the queues, the function and the alarms.
 
@@ -189,14 +312,37 @@ class SociIndexBuilder(Construct):
         :param metrics_namespace: CloudWatch namespace of the builder's metrics.
             Default: ``SociIndexBuilder``.
         :param service_name: the ``service`` dimension of the metrics and the
-            ``service`` field of the logs. Default: ``soci-index-builder``.
+            ``service`` field of the logs. Default: the builder's construct path
+            (``MyStack/Builder``), so two builders never mix their metrics.
         :param alarm_topic: SNS topic the alarms notify. Default: alarms only.
+        :param vpc: VPC to run the function in; it then needs a route to ECR and
+            S3 (README, "Running the builder in a VPC"). Default: no VPC.
+        :param vpc_subnets: subnets of ``vpc`` for the function. Default: the
+            VPC's private subnets.
+        :param security_groups: security groups of the function. Default: a new
+            one with no inbound rule.
         """
         super().__init__(scope, id)
         self.node.set_context(EVENTS_QUEUE_SAME_ACCOUNT, True)
+        self._check_types(
+            repositories=repositories,
+            repository_name_filters=repository_name_filters,
+            tag_filters=tag_filters,
+            index_version=index_version,
+            platforms=platforms,
+            timeout=timeout,
+            architecture=architecture,
+            encryption_key=encryption_key,
+            log_retention=log_retention,
+            log_level=log_level,
+            alarm_topic=alarm_topic,
+            vpc=vpc,
+            vpc_subnets=vpc_subnets,
+            security_groups=security_groups,
+        )
         self.tag_suffix = tag_suffix
         self.metrics_namespace = metrics_namespace
-        self.service_name = service_name
+        self.service_name = default_service_name(self) if service_name is None else service_name
         timeout = timeout or Duration.minutes(DEFAULT_TIMEOUT_MINUTES)
         self._check_props(
             tag_filters=tag_filters or (),
@@ -216,6 +362,9 @@ class SociIndexBuilder(Construct):
             event_pattern.matches_everything(name) for name in repository_name_filters or ()
         )
         self.repository_count = 0
+        # What the rule selects, for the checks of the whole stack at synth.
+        self._repository_selectors: list[str] = ["*"] if self.indexes_every_repository else []
+        self._tag_selectors = ["*"] if _all_tags(tag_filters) else list(tag_filters or ())
 
         self.log_group = self._make_log_group(log_retention, encryption_key)
         self.dead_letter_queue, self.queue = self._make_queues(timeout, encryption_key)
@@ -229,7 +378,7 @@ class SociIndexBuilder(Construct):
                 settings.ENV_BUILD_TOOL: settings.DEFAULT_BUILD_TOOL,
                 settings.ENV_MAX_WORKERS: Tokenization.stringify_number(max_layer_workers),
                 settings.ENV_METRICS_NAMESPACE: metrics_namespace,
-                settings.ENV_SERVICE_NAME: service_name,
+                settings.ENV_SERVICE_NAME: self.service_name,
                 settings.ENV_LOG_LEVEL: log_level,
             },
             memory_size_mib=memory_size_mib,
@@ -237,6 +386,9 @@ class SociIndexBuilder(Construct):
             architecture=architecture or lambda_.Architecture.ARM_64,
             reserved_concurrency=reserved_concurrency,
             log_level=log_level,
+            vpc=vpc,
+            vpc_subnets=vpc_subnets,
+            security_groups=security_groups,
         )
         # The handler hides a failed message for minutes, not the whole visibility timeout.
         self.queue.grant(self.function, "sqs:ChangeMessageVisibility")
@@ -270,6 +422,8 @@ class SociIndexBuilder(Construct):
         for repository in repositories or ():
             self.add_repository(repository)
         self.node.add_validation(_IndexesSomething(self))
+        self.node.add_validation(_PatternFits(self))
+        self.node.add_validation(_NoOverlap(self))
 
         self.dead_letter_alarm, self.errors_alarm, self.images_failed_alarm = self._make_alarms(
             alarm_topic
@@ -296,6 +450,7 @@ class SociIndexBuilder(Construct):
             return
         self.rule.add_event_pattern(detail={"repository-name": [repository.repository_name]})
         self._pull_push.add_resources(repository.repository_arn)
+        self._repository_selectors.append(repository.repository_name)
         self.repository_count += 1
 
     def add_repository_name_filter(self, name_filter: str) -> None:
@@ -324,6 +479,7 @@ class SociIndexBuilder(Construct):
             event_pattern.normalize(name_filter),
             f"they are selected by the repository name filter {name_filter!r}",
         )
+        self._repository_selectors.append(event_pattern.normalize(name_filter))
         self.repository_count += 1
 
     # ------------------------------------------------------------------ grants
@@ -389,6 +545,56 @@ class SociIndexBuilder(Construct):
 
     # ---------------------------------------------------------------- building
 
+    def _check_types(
+        self,
+        *,
+        repositories: object,
+        repository_name_filters: object,
+        tag_filters: object,
+        index_version: object,
+        platforms: object,
+        timeout: object,
+        architecture: object,
+        encryption_key: object,
+        log_retention: object,
+        log_level: object,
+        alarm_topic: object,
+        vpc: object,
+        vpc_subnets: object,
+        security_groups: object,
+    ) -> None:
+        """The props whose values are read before ``_check_props`` checks them, and the
+        objects handed to aws-cdk-lib: the right type, or an error naming the prop."""
+        _checks.check_instance_list(
+            self, "repositories", repositories, ecr.IRepository, optional=True
+        )
+        _checks.check_str_list(
+            self, "repository_name_filters", repository_name_filters, optional=True
+        )
+        _checks.check_str_list(self, "tag_filters", tag_filters, optional=True)
+        _checks.check_str(self, "index_version", index_version)
+        _checks.check_str_list(self, "platforms", platforms)
+        _checks.check_duration(self, "timeout", timeout, optional=True)
+        _checks.check_instance(
+            self, "architecture", architecture, lambda_.Architecture, optional=True
+        )
+        _checks.check_instance(self, "encryption_key", encryption_key, kms.IKey, optional=True)
+        _checks.check_instance(self, "log_retention", log_retention, logs.RetentionDays)
+        _checks.check_str(self, "log_level", log_level)
+        _checks.check_instance(self, "alarm_topic", alarm_topic, sns.ITopic, optional=True)
+        _checks.check_instance(self, "vpc", vpc, ec2.IVpc, optional=True)
+        _checks.check_instance(self, "vpc_subnets", vpc_subnets, ec2.SubnetSelection, optional=True)
+        _checks.check_instance_list(
+            self, "security_groups", security_groups, ec2.ISecurityGroup, optional=True
+        )
+        if vpc is None and (vpc_subnets is not None or security_groups is not None):
+            raise InvalidPropError(
+                self.node.path,
+                "vpc",
+                vpc,
+                "an aws_ec2.IVpc when vpc_subnets or security_groups is given",
+            )
+
     def _check_props(
         self,
         *,
@@ -450,6 +656,13 @@ class SociIndexBuilder(Construct):
             self.metrics_namespace,
             settings.METRICS_NAMESPACE,
             "a CloudWatch namespace: " + settings.METRICS_NAMESPACE_EXPECTED,
+        )
+        _checks.check_pattern(
+            self,
+            "service_name",
+            self.service_name,
+            settings.SERVICE_NAME,
+            settings.SERVICE_NAME_EXPECTED,
         )
 
     def _make_log_group(self, retention: logs.RetentionDays, key: kms.IKey | None) -> logs.LogGroup:
@@ -516,6 +729,9 @@ class SociIndexBuilder(Construct):
         architecture: lambda_.Architecture,
         reserved_concurrency: int | None,
         log_level: str,
+        vpc: ec2.IVpc | None,
+        vpc_subnets: ec2.SubnetSelection | None,
+        security_groups: Sequence[ec2.ISecurityGroup] | None,
     ) -> lambda_.Function:
         # Our own role: the default one carries a managed policy with logs:* on every group.
         role = iam.Role(
@@ -526,6 +742,18 @@ class SociIndexBuilder(Construct):
         )
         self.role = role
         self.log_group.grant_write(role)
+        if vpc is not None:
+            # What Lambda needs to attach the function to the VPC (network interfaces);
+            # the function's own role gets it as it would with a role made by Lambda.
+            role.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name(VPC_ACCESS_POLICY)
+            )
+            _nag.acknowledge(
+                role,
+                f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]",
+                "Lambda's own policy for functions in a VPC: the network interface actions it "
+                "needs, kept current by AWS",
+            )
         return lambda_.Function(
             self,
             "Function",
@@ -542,6 +770,9 @@ class SociIndexBuilder(Construct):
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel(LOG_LEVELS[log_level]),
+            vpc=vpc,
+            vpc_subnets=vpc_subnets,
+            security_groups=list(security_groups) if security_groups is not None else None,
         )
 
     def _grant_ecr(self) -> None:
@@ -610,6 +841,15 @@ class SociIndexBuilder(Construct):
             for alarm in (dead_letters, errors, images_failed):
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
         return dead_letters, errors, images_failed
+
+
+def default_service_name(builder: Construct) -> str:
+    """The builder's construct path (``MyStack/Builder``): distinct for every builder of an
+    app and the same on every synth. A path the ``service`` dimension cannot hold (an id
+    with other characters, more than 255 of them) gives way to the construct's unique id.
+    """
+    path = builder.node.path
+    return path if settings.SERVICE_NAME.fullmatch(path) else Names.unique_id(builder)
 
 
 def _all_tags(tag_filters: Sequence[str] | None) -> bool:

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 from aws_cdk import aws_ecr as ecr
 
 
+@runtime_checkable
 class ISociIndexBuilder(Protocol):
     """A builder that repositories and templates register with: ``SociIndexBuilder``."""
 

@@ -71,6 +71,32 @@ def _keep_newest(priority: int, pattern: str, count: int, what: str) -> dict[str
     }
 
 
+def _check_types(
+    path: str,
+    *,
+    builder: object,
+    encryption_key: object,
+    tag_suffix: object,
+    immutable_tags: object,
+    max_image_count: object,
+) -> None:
+    """The props SociRepository and its template share: checked before any is used."""
+    if builder is not None and not isinstance(builder, ISociIndexBuilder):
+        raise InvalidPropError(path, "builder", builder, "a SociIndexBuilder")
+    _checks.check_instance(path, "encryption_key", encryption_key, kms.IKey, optional=True)
+    _checks.check_pattern(
+        path,
+        "tag_suffix",
+        tag_suffix,
+        settings.TAG_SUFFIX,
+        settings.TAG_SUFFIX_EXPECTED,
+        optional=True,
+    )
+    _checks.check_bool(path, "immutable_tags", immutable_tags)
+    if max_image_count is not None:
+        _checks.check_whole_number(path, "max_image_count", max_image_count, 1, 10000)
+
+
 def _suffix(path: str, tag_suffix: str | None, builder: ISociIndexBuilder | None) -> str:
     """The output tag suffix to keep mutable: the builder's, unless told otherwise.
 
@@ -146,7 +172,36 @@ class SociRepository(ecr.Repository):
         :param empty_on_delete: delete its images when the repository is
             deleted. Default: False.
         """
-        path = f"{scope.node.path}/{id}"
+        path = f"{scope.node.path}/{id}"  # self.node exists only after super().__init__
+        _check_types(
+            path,
+            builder=builder,
+            encryption_key=encryption_key,
+            tag_suffix=tag_suffix,
+            immutable_tags=immutable_tags,
+            max_image_count=max_image_count,
+        )
+        _checks.check_str(path, "repository_name", repository_name, optional=True)
+        _checks.check_instance(
+            path, "encryption", encryption, ecr.RepositoryEncryption, optional=True
+        )
+        _checks.check_bool(path, "image_scan_on_push", image_scan_on_push)
+        _checks.check_instance(
+            path, "image_tag_mutability", image_tag_mutability, ecr.TagMutability, optional=True
+        )
+        _checks.check_instance_list(
+            path,
+            "image_tag_mutability_exclusion_filters",
+            image_tag_mutability_exclusion_filters,
+            ecr.ImageTagMutabilityExclusionFilter,
+            optional=True,
+        )
+        _checks.check_str(path, "lifecycle_registry_id", lifecycle_registry_id, optional=True)
+        _checks.check_instance_list(
+            path, "lifecycle_rules", lifecycle_rules, ecr.LifecycleRule, optional=True
+        )
+        _checks.check_instance(path, "removal_policy", removal_policy, RemovalPolicy, optional=True)
+        _checks.check_bool(path, "empty_on_delete", empty_on_delete, optional=True)
         suffix = _suffix(path, tag_suffix, builder)
         for given in lifecycle_rules or ():
             _check_tagged_only(path, given)
@@ -182,7 +237,6 @@ class SociRepository(ecr.Repository):
         )
         self.tag_suffix = suffix
         if max_image_count is not None:
-            _checks.check_whole_number(self, "max_image_count", max_image_count, 1, 10000)
             for rule in keep_newest_rules(suffix, max_image_count):
                 self.add_lifecycle_rule(
                     rule_priority=rule["rulePriority"],
@@ -256,8 +310,14 @@ class SociRepositoryTemplate(Construct):
             _TEMPLATE_PREFIX,
             "ROOT or an ECR repository namespace such as team-a or team-a/services",
         )
-        if max_image_count is not None:
-            _checks.check_whole_number(self, "max_image_count", max_image_count, 1, 10000)
+        _check_types(
+            self.node.path,
+            builder=builder,
+            encryption_key=encryption_key,
+            tag_suffix=tag_suffix,
+            immutable_tags=immutable_tags,
+            max_image_count=max_image_count,
+        )
         suffix = _suffix(self.node.path, tag_suffix, builder)
         self.prefix = prefix
         self.name_filter = "*" if prefix == "ROOT" else f"{prefix.rstrip('/')}/*"

@@ -18,6 +18,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct, Node
 
+from soci_cdk import _checks
 from soci_cdk.errors import InvalidPropError
 from soci_cdk.fargate_task import SociFargateTask
 from soci_cdk.index_builder import SociIndexBuilder
@@ -150,11 +151,21 @@ def _schedule(scope: Construct, text: str) -> scheduler.ScheduleExpression | Non
 
 
 def _as_text(node: Node, key: str) -> str:
+    """A string context value, or "" when unset; anything else is refused."""
     value = node.try_get_context(key)
-    return value.strip() if isinstance(value, str) else ""
+    if value is None:
+        return ""
+    _checks.check_str(node.path, f"context {key}", value)
+    return str(value).strip()
 
 
 def _as_list(node: Node, key: str) -> tuple[str, ...]:
+    """A JSON list of strings, or comma-separated text; anything else is refused."""
     value = node.try_get_context(key)
-    items: Sequence[object] = value.split(",") if isinstance(value, str) else value or ()
-    return tuple(str(item).strip() for item in items if str(item).strip())
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    _checks.check_str_list(node.path, f"context {key}", value)
+    items: Sequence[str] = value
+    return tuple(item.strip() for item in items if item.strip())

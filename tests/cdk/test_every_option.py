@@ -22,6 +22,9 @@ from soci_cdk import SociFargateTask, SociIndexBuilder, SociRepository, SociRepo
 
 def build(stack: Stack) -> None:
     key = kms.Key(stack, "Key", enable_key_rotation=True)
+    vpc = ec2.Vpc(
+        stack, "Vpc", max_azs=2, nat_gateways=0, flow_logs={"FlowLogs": ec2.FlowLogOptions()}
+    )
     builder = SociIndexBuilder(
         stack,
         "Builder",
@@ -42,15 +45,15 @@ def build(stack: Stack) -> None:
         encryption_key=key,
         log_level="WARNING",
         alarm_topic=sns.Topic(stack, "Alarms", master_key=key, enforce_ssl=True),
+        vpc=vpc,
+        vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+        security_groups=[ec2.SecurityGroup(stack, "BuilderGroup", vpc=vpc)],
     )
     repository = SociRepository(
         stack, "Repository", builder=builder, encryption_key=key, max_image_count=50
     )
     SociRepositoryTemplate(
         stack, "Template", prefix="team-c", builder=builder, encryption_key=key, max_image_count=9
-    )
-    vpc = ec2.Vpc(
-        stack, "Vpc", max_azs=2, nat_gateways=0, flow_logs={"FlowLogs": ec2.FlowLogOptions()}
     )
     SociFargateTask(
         stack,
@@ -111,4 +114,10 @@ def test_the_constructs_acknowledge_only_their_intended_wildcards(
         (f"AwsSolutions-IAM5[Resource::{arn}team-*/api]", "Everything/Builder/EcrPolicy"),
         (f"AwsSolutions-IAM5[Resource::{arn}team-c/*]", "Everything/Builder/EcrPolicy"),
         (f"AwsSolutions-IAM5[Resource::{arn}team-c/*]", "Everything/Template/CreationPolicy"),
+        # In a VPC, Lambda's own managed policy for network interfaces.
+        (
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaVPCAccessExecutionRole]",
+            "Everything/Builder/ServiceRole",
+        ),
     }

@@ -97,7 +97,8 @@ def built() -> Built:
         metrics_namespace="Team/Soci",
         service_name="team-indexer",
     )
-    everything = SociIndexBuilder(stack, "Everything")
+    # Its own tag suffix: two builders of one stack may not write the same tags.
+    everything = SociIndexBuilder(stack, "Everything", tag_suffix="-all")
     return Built(
         stack=stack,
         template=template_of(stack),
@@ -319,7 +320,7 @@ def test_the_environment_carries_the_default_index_settings(built: Built) -> Non
         "SOCI_BUILD_TOOL": "soci-fargate v0.1.0",
         "SOCI_MAX_LAYER_WORKERS": "4",
         "POWERTOOLS_METRICS_NAMESPACE": "SociIndexBuilder",
-        "POWERTOOLS_SERVICE_NAME": "soci-index-builder",
+        "POWERTOOLS_SERVICE_NAME": "Test/Filtered",
         "LOG_LEVEL": "INFO",
     }
 
@@ -469,7 +470,8 @@ def test_a_failed_image_raises_an_alarm_within_a_minute_of_its_metric(built: Bui
         "ImagesFailed",
         "Sum",
     )
-    assert alarm["Dimensions"] == [{"Name": "service", "Value": "soci-index-builder"}]
+    # The default service dimension is the builder's construct path.
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "Test/Filtered"}]
     assert (alarm["Period"], alarm["EvaluationPeriods"]) == (60, 1)
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
 
@@ -504,11 +506,11 @@ def test_metrics_are_read_under_the_builders_namespace_and_service(built: Built)
     assert (metric.namespace, metric.dimensions) == ("Team/Soci", {"service": "team-indexer"})
 
 
-def test_metrics_default_to_the_handlers_namespace_and_service(built: Built) -> None:
+def test_metrics_default_to_the_handlers_namespace_and_the_builders_path(built: Built) -> None:
     metric = built.filtered.metric_layers_skipped()
     assert (metric.namespace, metric.dimensions) == (
         "SociIndexBuilder",
-        {"service": "soci-index-builder"},
+        {"service": "Test/Filtered"},
     )
 
 
@@ -521,6 +523,19 @@ def test_metric_methods_take_cloudwatchs_metric_options(built: Built) -> None:
         cloudwatch.Stats.MAXIMUM,
         1,
     )
+
+
+def test_two_builders_have_distinct_default_service_dimensions(built: Built) -> None:
+    assert built.filtered.metric_images_indexed().dimensions != (
+        built.everything.metric_images_indexed().dimensions
+    )
+
+
+def test_the_default_service_dimension_is_the_same_on_every_synth() -> None:
+    def service() -> object:
+        return SociIndexBuilder(new_stack(), "Builder").metric_images_indexed().dimensions
+
+    assert service() == service()
 
 
 def test_every_metric_method_reads_a_metric_the_handler_emits(built: Built) -> None:

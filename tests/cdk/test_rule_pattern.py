@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aws_cdk import App, Stack
 from aws_cdk import aws_ecr as ecr
-from cdk_support import PatternMatcher, load_event, logical_id, new_stack, template_of
+from cdk_support import PatternMatcher, load_event, logical_id, template_of
 from soci_cdk.event_pattern import matcher
 from soci_cdk.index_builder import SociIndexBuilder
 
@@ -20,34 +21,37 @@ Patterns = dict[str, dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def patterns() -> Patterns:
-    """One stack, one synth: the rule pattern of each builder configuration, by name."""
-    stack = new_stack()
+    """The rule pattern of each builder configuration, by name: one stack per builder,
+    since builders of one stack that index the same repositories fail validation."""
+    app = App()
+    configurations: dict[str, dict[str, Any]] = {
+        "team-a": {"repository_name_filters": ["team-a/*"]},
+        "everything": {},
+        "release-tags": {"repository_name_filters": ["team-a/*"], "tag_filters": ["v*"]},
+        "suffix-lazy": {"repository_name_filters": ["team-a/*"], "tag_suffix": "-lazy"},
+        "middle-wildcard": {"repository_name_filters": ["team-*/simulation"]},
+        "leading-wildcard": {"repository_name_filters": ["*/simulation"]},
+    }
     builders = {
-        "team-a": SociIndexBuilder(stack, "TeamA", repository_name_filters=["team-a/*"]),
-        "everything": SociIndexBuilder(stack, "Everything"),
-        "release-tags": SociIndexBuilder(
-            stack, "ReleaseTags", repository_name_filters=["team-a/*"], tag_filters=["v*"]
-        ),
-        "suffix-lazy": SociIndexBuilder(
-            stack, "SuffixLazy", repository_name_filters=["team-a/*"], tag_suffix="-lazy"
-        ),
-        "one-repository": SociIndexBuilder(
-            stack,
-            "OneRepository",
-            repositories=[ecr.Repository.from_repository_name(stack, "Sim", "team-a/simulation")],
-        ),
-        "middle-wildcard": SociIndexBuilder(
-            stack, "MiddleWildcard", repository_name_filters=["team-*/simulation"]
-        ),
-        "leading-wildcard": SociIndexBuilder(
-            stack, "LeadingWildcard", repository_name_filters=["*/simulation"]
-        ),
+        name: SociIndexBuilder(Stack(app, f"Pattern{index}"), "Builder", **props)
+        for index, (name, props) in enumerate(configurations.items())
     }
-    template = template_of(stack)
-    return {
-        name: template["Resources"][logical_id(stack, builder.rule)]["Properties"]["EventPattern"]
-        for name, builder in builders.items()
-    }
+    one_repository = Stack(app, "OneRepository")
+    builders["one-repository"] = SociIndexBuilder(
+        one_repository,
+        "Builder",
+        repositories=[
+            ecr.Repository.from_repository_name(one_repository, "Sim", "team-a/simulation")
+        ],
+    )
+    return {name: rule_pattern(builder) for name, builder in builders.items()}
+
+
+def rule_pattern(builder: SociIndexBuilder) -> dict[str, Any]:
+    stack = Stack.of(builder)
+    rule = template_of(stack)["Resources"][logical_id(stack, builder.rule)]
+    pattern: dict[str, Any] = rule["Properties"]["EventPattern"]
+    return pattern
 
 
 def test_tagged_pushes_to_a_matching_repository_are_indexed(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soci_indexer import settings
-from soci_indexer.errors import LayerError, SociError
+from soci_indexer.errors import InvalidReference, LayerError, SociError
 
 if TYPE_CHECKING:
     from soci_indexer.engine.readback import Span
@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except LayerError as exc:
+    except (LayerError, InvalidReference) as exc:  # what the user gave cannot be used
         print(f"soci-indexer: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except SociError as exc:

@@ -36,9 +36,9 @@ from soci_indexer import settings
 
 # ECR repository names are lowercase; tags are case-sensitive. "*" is our wildcard.
 REPOSITORY_FILTER = re.compile(r"[a-z0-9._/*-]{1,256}")
-TAG_FILTER = re.compile(r"[A-Za-z0-9._*-]{1,128}")
+TAG_FILTER = settings.TAG_FILTER
 REPOSITORY_FILTER_EXPECTED = "1 to 256 of a-z 0-9 . _ / - and the wildcard *"
-TAG_FILTER_EXPECTED = "1 to 128 of A-Z a-z 0-9 . _ - and the wildcard *"
+TAG_FILTER_EXPECTED = settings.TAG_FILTER_EXPECTED
 
 # EventBridge's quota on the size of one event pattern, in characters.
 MAX_PATTERN_SIZE = 2048

@@ -57,6 +57,10 @@ class InvalidReference(PermanentError):
     """An image reference that does not parse."""
 
 
+class TagSelectionError(PermanentError):
+    """Tag patterns that are malformed, or that match no tag of the repository."""
+
+
 class ManifestError(PermanentError):
     """A manifest, index or config that does not decode as what it claims to be."""
 

@@ -18,6 +18,7 @@ digests and every object it would push is already there.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -37,6 +38,8 @@ from soci_indexer.errors import (
     LayerError,
     ManifestError,
     RegistryError,
+    SociError,
+    TagSelectionError,
 )
 from soci_indexer.oci import manifests, referrers
 from soci_indexer.oci.manifests import (
@@ -55,6 +58,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
+BackfillCallback = Callable[["BackfillResult"], None]
+
+# Why a backfill leaves the builder's own output alone; the handler's reason for the same event.
+SOCI_OUTPUT_TAG = "soci-output-tag"
 
 
 @dataclass(frozen=True, slots=True)
@@ -738,3 +745,93 @@ def _size(count: int) -> str:
     if count >= 1024 * 1024:
         return f"{count / (1024 * 1024):.1f} MiB"
     return f"{count / 1024:.1f} KiB"
+
+
+# ---- backfill: every matching tag of a repository ------------------------------------------
+
+
+class BackfillOutcome(StrEnum):
+    INDEXED = "indexed"  # a SOCI-enabled image was pushed
+    SKIPPED = "skipped"  # nothing to do, and the reason says why (already indexed, too small...)
+    FAILED = "failed"  # an error, or layers that could not be read: worth a look
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillResult:
+    tag: str
+    outcome: BackfillOutcome
+    detail: str  # indexed: the output reference; skipped: the reason; failed: the error
+    image: ImageResult | None = None  # None when the tag was not indexed or the run raised
+
+    def line(self) -> str:
+        """``TAG  indexed REF``, ``TAG  skipped REASON`` or ``TAG  failed ERROR``."""
+        return f"{self.tag}  {self.outcome.value} {self.detail}"
+
+
+def tag_matches(tag: str, pattern: str) -> bool:
+    """True when ``pattern`` (``*`` matches any text, the rest literally) matches all of ``tag``."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), tag) is not None
+
+
+def backfill(
+    client: RegistryClient,
+    repository: str,
+    patterns: Sequence[str] = (),
+    options: IndexOptions = IndexOptions(),
+    on_result: BackfillCallback | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> list[BackfillResult]:
+    """Index every tag of ``repository`` that matches one of ``patterns`` (none: every tag).
+
+    Tags are taken in order; ``on_result`` hears of each as soon as it is done.
+    Tags ending with ``options.tag_suffix`` are the builder's own output and are
+    skipped. A tag that fails is reported and the next one is indexed. Raises
+    TagSelectionError for a malformed pattern or when no tag matches, and
+    RegistryError when the tags cannot be listed.
+    """
+    for pattern in patterns:
+        if not settings.TAG_FILTER.fullmatch(pattern):
+            raise TagSelectionError(
+                f"tag pattern {pattern!r} is not {settings.TAG_FILTER_EXPECTED}"
+            )
+    tags = [
+        tag
+        for tag in sorted(client.list_tags(repository))
+        if not patterns or any(tag_matches(tag, pattern) for pattern in patterns)
+    ]
+    if not tags:
+        wanted = f"matches {', '.join(patterns)}" if patterns else "exists"
+        raise TagSelectionError(f"no tag of {repository} {wanted}: nothing to index")
+    results = []
+    for tag in tags:
+        result = _backfill_one(client, repository, tag, options, progress)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+def _backfill_one(
+    client: RegistryClient,
+    repository: str,
+    tag: str,
+    options: IndexOptions,
+    progress: ProgressCallback | None,
+) -> BackfillResult:
+    if tag.endswith(options.tag_suffix):
+        return BackfillResult(tag, BackfillOutcome.SKIPPED, SOCI_OUTPUT_TAG)
+    try:
+        image = index_image(client, repository, tag, options, progress=progress)
+    except SociError as exc:
+        log.warning("tag %s of %s failed: %s", tag, repository, exc)
+        return BackfillResult(tag, BackfillOutcome.FAILED, str(exc))
+    if image.status is ImageStatus.INDEXED and image.output_reference is not None:
+        return BackfillResult(tag, BackfillOutcome.INDEXED, image.output_reference, image)
+    if image.status is ImageStatus.ALREADY_INDEXED:
+        detail = f"{image.status.value}: {image.output_reference}"
+        return BackfillResult(tag, BackfillOutcome.SKIPPED, detail, image)
+    detail = f"{image.status.value.removeprefix('skipped-')}: {image.reason}"
+    unreadable = any(layer.status is LayerStatus.CORRUPT for layer in image.layers)
+    outcome = BackfillOutcome.FAILED if unreadable else BackfillOutcome.SKIPPED
+    return BackfillResult(tag, outcome, detail, image)

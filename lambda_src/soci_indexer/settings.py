@@ -62,6 +62,9 @@ MAX_RETRY_DELAY_SECONDS = 15 * 60
 
 # An image tag, as the OCI distribution spec and ECR define it.
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+# A tag pattern (the builder's tag_filters, backfill's --tag): a tag with "*" as the wildcard.
+TAG_FILTER = re.compile(r"[A-Za-z0-9._*-]{1,128}")
+TAG_FILTER_EXPECTED = "1 to 128 of A-Z a-z 0-9 . _ - and the wildcard *"
 # A content digest this project reads or writes.
 DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 # Any digest the OCI image spec's grammar allows: what an event is checked against

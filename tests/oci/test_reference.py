@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from soci_indexer.errors import InvalidReference
-from soci_indexer.oci.reference import Reference, parse_reference
+from soci_indexer.oci.reference import Reference, Repository, parse_reference, parse_repository
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -67,3 +67,26 @@ def test_docker_hub_is_reached_through_its_api_host() -> None:
 def test_malformed_references_say_which_part_is_wrong(text: str, message: str) -> None:
     with pytest.raises(InvalidReference, match=message):
         parse_reference(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "registry", "name"),
+    [
+        ("127.0.0.1:5000/team-a/app", "127.0.0.1:5000", "team-a/app"),
+        ("ubuntu", "docker.io", "library/ubuntu"),
+    ],
+)
+def test_a_repository_splits_into_registry_and_name(text: str, registry: str, name: str) -> None:
+    assert parse_repository(text) == Repository(registry, name)
+
+
+def test_docker_hub_repositories_are_reached_through_its_api_host() -> None:
+    assert parse_repository("team/app").api_host == "registry-1.docker.io"
+
+
+@pytest.mark.parametrize(
+    "text", ["127.0.0.1:5000/app:v1", f"127.0.0.1:5000/app@{DIGEST}", "127.0.0.1:5000/App", ""]
+)
+def test_a_repository_with_a_tag_a_digest_or_a_bad_name_is_refused(text: str) -> None:
+    with pytest.raises(InvalidReference):
+        parse_repository(text)

@@ -34,7 +34,7 @@ class Reference:
     @property
     def api_host(self) -> str:
         """The host the distribution API lives on (Docker Hub's differs from its name)."""
-        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+        return _api_host(self.registry)
 
     @property
     def target(self) -> str:
@@ -48,6 +48,37 @@ class Reference:
         if self.digest:
             text += f"@{self.digest}"
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class Repository:
+    """A repository alone, ``REGISTRY/REPO``: what a backfill walks the tags of."""
+
+    registry: str
+    name: str
+
+    @property
+    def api_host(self) -> str:
+        return _api_host(self.registry)
+
+    def __str__(self) -> str:
+        return f"{self.registry}/{self.name}"
+
+
+def _api_host(registry: str) -> str:
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
+def parse_repository(text: str) -> Repository:
+    """Parse ``REGISTRY/REPO``; a tag or digest is refused rather than ignored."""
+    remainder, digest = _split_digest(text)
+    registry, path = _split_registry(remainder, text)
+    name, tag = _split_tag(path, text)
+    if tag is not None or digest is not None:
+        raise InvalidReference(
+            f"repository {text!r} names an image: give REGISTRY/REPO without :tag or @digest"
+        )
+    return Repository(registry, name)
 
 
 def parse_reference(text: str) -> Reference:

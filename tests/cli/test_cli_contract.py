@@ -40,6 +40,19 @@ from soci_indexer.cli.main import build_parser
             "--span-size",
             "1048576",
         ],
+        [
+            "backfill",
+            "127.0.0.1:5000/repo",
+            "--tag",
+            "v*",
+            "--tag",
+            "latest",
+            "--plain-http",
+            "--tag-suffix",
+            "-lazy",
+            "--min-layer-size",
+            "0",
+        ],
         ["verify", "127.0.0.1:5000/repo:tag-soci", "--plain-http"],
         ["pull-times", "--cluster", "sims", "--task", "arn:aws:ecs:x", "--task", "abc"],
     ],
@@ -108,3 +121,11 @@ def test_every_default_is_shown_in_the_help(name: str, dest: str) -> None:
     (action,) = (a for a in arguments(sub) if a.dest == dest)
     shown = " ".join(sub.format_help().split())
     assert f"(default: {action.default})" in shown
+
+
+def test_backfill_takes_every_option_of_index() -> None:
+    spellings = {
+        name: {spelling for action in arguments(parser) for spelling in action.option_strings}
+        for name, parser in subcommands().items()
+    }
+    assert spellings["index"] <= spellings["backfill"]

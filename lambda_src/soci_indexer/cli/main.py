@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soci_indexer import settings
-from soci_indexer.errors import InvalidReference, LayerError, SociError
+from soci_indexer.errors import InvalidReference, LayerError, SociError, TagSelectionError
 
 if TYPE_CHECKING:
     from soci_indexer.engine.readback import Span
     from soci_indexer.engine.ztoc import Ztoc
+    from soci_indexer.pipeline import IndexOptions
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -141,36 +142,28 @@ def build_parser() -> argparse.ArgumentParser:
         "image", metavar="IMAGE", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:..."
     )
     _plain_http(index)
-    index.add_argument(
-        "--index-version",
-        choices=settings.INDEX_VERSIONS,
-        default=settings.DEFAULT_INDEX_VERSION,
-        help="v2 binds through a new tag; v1 (legacy) through the referrers of the image"
-        " (default: %(default)s)",
+    _index_options(index)
+    index.set_defaults(run=_cmd_index)
+
+    backfill = _subcommand(
+        sub,
+        "backfill",
+        "index every tag of a repository (or those matching --tag)",
+        "Index each tag of a repository through the registry API, one line per tag:\n"
+        "TAG  indexed REF, TAG  skipped REASON or TAG  failed ERROR. Tags ending with the\n"
+        "tag suffix are the indexer's output and are left alone. Exit status 1 if a tag failed.",
     )
-    index.add_argument(
-        "--tag-suffix",
-        default=settings.DEFAULT_TAG_SUFFIX,
-        metavar="SUFFIX",
-        help="v2 output tag is TAG plus this; may start with - (default: %(default)s)",
-    )
-    index.add_argument(
-        "--platform",
+    backfill.add_argument("repository", metavar="REPOSITORY", help="REGISTRY/REPO")
+    backfill.add_argument(
+        "--tag",
         action="append",
         default=None,
-        metavar="OS/ARCH",
-        help="index only this platform (repeatable); default: every platform",
+        metavar="PATTERN",
+        help="index tags matching this, * as the wildcard (repeatable); default: every tag",
     )
-    index.add_argument(
-        "--min-layer-size",
-        type=_non_negative_int,
-        default=settings.DEFAULT_MIN_LAYER_SIZE,
-        metavar="BYTES",
-        help="leave smaller layers unindexed (default: %(default)s)",
-    )
-    _span_size(index)
-    _build_tool(index)
-    index.set_defaults(run=_cmd_index)
+    _plain_http(backfill)
+    _index_options(backfill)
+    backfill.set_defaults(run=_cmd_backfill)
 
     verify = _subcommand(
         sub,
@@ -207,6 +200,52 @@ def build_parser() -> argparse.ArgumentParser:
     pull_times.add_argument("--json", action="store_true", help="machine-readable output")
     pull_times.set_defaults(run=_cmd_pull_times)
     return parser
+
+
+def _index_options(parser: argparse.ArgumentParser) -> None:
+    """What ``index`` and ``backfill`` both take: see ``_options``."""
+    parser.add_argument(
+        "--index-version",
+        choices=settings.INDEX_VERSIONS,
+        default=settings.DEFAULT_INDEX_VERSION,
+        help="v2 binds through a new tag; v1 (legacy) through the referrers of the image"
+        " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tag-suffix",
+        default=settings.DEFAULT_TAG_SUFFIX,
+        metavar="SUFFIX",
+        help="v2 output tag is TAG plus this; may start with - (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        default=None,
+        metavar="OS/ARCH",
+        help="index only this platform (repeatable); default: every platform",
+    )
+    parser.add_argument(
+        "--min-layer-size",
+        type=_non_negative_int,
+        default=settings.DEFAULT_MIN_LAYER_SIZE,
+        metavar="BYTES",
+        help="leave smaller layers unindexed (default: %(default)s)",
+    )
+    _span_size(parser)
+    _build_tool(parser)
+
+
+def _options(args: argparse.Namespace) -> IndexOptions:
+    from soci_indexer.pipeline import IndexOptions
+
+    return IndexOptions(
+        index_version=args.index_version,
+        tag_suffix=args.tag_suffix,
+        platforms=tuple(args.platform or ()),
+        min_layer_size=args.min_layer_size,
+        span_size=args.span_size,
+        build_tool=args.build_tool,
+    )
 
 
 def _plain_http(parser: argparse.ArgumentParser) -> None:
@@ -370,14 +409,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     image = parse_reference(args.image)
     client = client_for(image.api_host, plain_http=args.plain_http)
-    options = pipeline.IndexOptions(
-        index_version=args.index_version,
-        tag_suffix=args.tag_suffix,
-        platforms=tuple(args.platform or ()),
-        min_layer_size=args.min_layer_size,
-        span_size=args.span_size,
-        build_tool=args.build_tool,
-    )
+    options = _options(args)
     display = progress.for_terminal(sys.stderr)
     try:
         result = pipeline.index_image(
@@ -388,6 +420,24 @@ def _cmd_index(args: argparse.Namespace) -> int:
             display.close()
     print("\n".join(pipeline.describe(result)))
     return EXIT_OK
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from soci_indexer import pipeline
+    from soci_indexer.aws.ecr import client_for
+    from soci_indexer.oci.reference import parse_repository
+
+    repository = parse_repository(args.repository)
+    client = client_for(repository.api_host, plain_http=args.plain_http)
+    results = pipeline.backfill(
+        client,
+        repository.name,
+        tuple(args.tag or ()),
+        _options(args),
+        on_result=lambda result: print(result.line(), flush=True),
+    )
+    failed = any(result.outcome is pipeline.BackfillOutcome.FAILED for result in results)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -422,7 +472,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except (LayerError, InvalidReference) as exc:  # what the user gave cannot be used
+    except (
+        LayerError,
+        InvalidReference,
+        TagSelectionError,
+    ) as exc:  # what the user gave cannot be used
         print(f"soci-indexer: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except SociError as exc:

@@ -17,11 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soci_indexer import settings
-from soci_indexer.errors import InvalidReference, LayerError, SociError
+from soci_indexer.errors import (
+    ImageNotFound,
+    InvalidReference,
+    LayerError,
+    NothingToIndex,
+    SociError,
+)
 
 if TYPE_CHECKING:
     from soci_indexer.engine.readback import Span
     from soci_indexer.engine.ztoc import Ztoc
+    from soci_indexer.oci.client import RegistryClient
+    from soci_indexer.oci.reference import Reference
+    from soci_indexer.pipeline import IndexOptions
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -137,40 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
         "Index the layers of an image in a registry and push the SOCI-enabled image;\n"
         "prints its reference and one line per layer. Running it again changes nothing.",
     )
-    index.add_argument(
-        "image", metavar="IMAGE", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:..."
-    )
-    _plain_http(index)
-    index.add_argument(
-        "--index-version",
-        choices=settings.INDEX_VERSIONS,
-        default=settings.DEFAULT_INDEX_VERSION,
-        help="v2 binds through a new tag; v1 (legacy) through the referrers of the image"
-        " (default: %(default)s)",
-    )
-    index.add_argument(
-        "--tag-suffix",
-        default=settings.DEFAULT_TAG_SUFFIX,
-        metavar="SUFFIX",
-        help="v2 output tag is TAG plus this; may start with - (default: %(default)s)",
-    )
-    index.add_argument(
-        "--platform",
-        action="append",
-        default=None,
-        metavar="OS/ARCH",
-        help="index only this platform (repeatable); default: every platform",
-    )
-    index.add_argument(
-        "--min-layer-size",
-        type=_non_negative_int,
-        default=settings.DEFAULT_MIN_LAYER_SIZE,
-        metavar="BYTES",
-        help="leave smaller layers unindexed (default: %(default)s)",
-    )
-    _span_size(index)
-    _build_tool(index)
+    _index_options(index)
     index.set_defaults(run=_cmd_index)
+
+    ensure = _subcommand(
+        sub,
+        "ensure",
+        "print the SOCI-enabled image of an image by digest, indexing it if missing",
+        "Print one line, REGISTRY/REPO@sha256:... of the SOCI-enabled image (what a task\n"
+        "definition pins), after indexing the image if it has none; if it has, only\n"
+        "manifests are read. With --index-version v1 the SOCI-enabled image is the image\n"
+        "itself (v1 indexes bind through its referrers): its own digest is printed.\n"
+        "Exit status 2 if the image is not found or has no layer SOCI can index.",
+    )
+    _index_options(ensure)
+    ensure.set_defaults(run=_cmd_ensure)
 
     verify = _subcommand(
         sub,
@@ -207,6 +197,43 @@ def build_parser() -> argparse.ArgumentParser:
     pull_times.add_argument("--json", action="store_true", help="machine-readable output")
     pull_times.set_defaults(run=_cmd_pull_times)
     return parser
+
+
+def _index_options(parser: argparse.ArgumentParser) -> None:
+    """IMAGE and the options of an indexing run, shared by ``index`` and ``ensure``."""
+    parser.add_argument(
+        "image", metavar="IMAGE", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:..."
+    )
+    _plain_http(parser)
+    parser.add_argument(
+        "--index-version",
+        choices=settings.INDEX_VERSIONS,
+        default=settings.DEFAULT_INDEX_VERSION,
+        help="v2 binds through a new tag; v1 (legacy) through the referrers of the image"
+        " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tag-suffix",
+        default=settings.DEFAULT_TAG_SUFFIX,
+        metavar="SUFFIX",
+        help="v2 output tag is TAG plus this; may start with - (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        default=None,
+        metavar="OS/ARCH",
+        help="index only this platform (repeatable); default: every platform",
+    )
+    parser.add_argument(
+        "--min-layer-size",
+        type=_non_negative_int,
+        default=settings.DEFAULT_MIN_LAYER_SIZE,
+        metavar="BYTES",
+        help="leave smaller layers unindexed (default: %(default)s)",
+    )
+    _span_size(parser)
+    _build_tool(parser)
 
 
 def _plain_http(parser: argparse.ArgumentParser) -> None:
@@ -362,15 +389,15 @@ def _fail(status: int, message: str) -> int:
     return status
 
 
-def _cmd_index(args: argparse.Namespace) -> int:
-    from soci_indexer import pipeline
+def _index_run(args: argparse.Namespace) -> tuple[RegistryClient, Reference, IndexOptions]:
+    """The client, image and options ``_index_options`` parsed, for ``index`` and ``ensure``."""
     from soci_indexer.aws.ecr import client_for
-    from soci_indexer.cli import progress
     from soci_indexer.oci.reference import parse_reference
+    from soci_indexer.pipeline import IndexOptions
 
     image = parse_reference(args.image)
     client = client_for(image.api_host, plain_http=args.plain_http)
-    options = pipeline.IndexOptions(
+    options = IndexOptions(
         index_version=args.index_version,
         tag_suffix=args.tag_suffix,
         platforms=tuple(args.platform or ()),
@@ -378,6 +405,14 @@ def _cmd_index(args: argparse.Namespace) -> int:
         span_size=args.span_size,
         build_tool=args.build_tool,
     )
+    return client, image, options
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from soci_indexer import pipeline
+    from soci_indexer.cli import progress
+
+    client, image, options = _index_run(args)
     display = progress.for_terminal(sys.stderr)
     try:
         result = pipeline.index_image(
@@ -387,6 +422,23 @@ def _cmd_index(args: argparse.Namespace) -> int:
         if display is not None:
             display.close()
     print("\n".join(pipeline.describe(result)))
+    return EXIT_OK
+
+
+def _cmd_ensure(args: argparse.Namespace) -> int:
+    from soci_indexer import pipeline
+    from soci_indexer.cli import progress
+
+    client, image, options = _index_run(args)
+    display = progress.for_terminal(sys.stderr)
+    try:
+        ensured = pipeline.ensure_soci_image(
+            client, image.repository, image.target, options, progress=display
+        )
+    finally:
+        if display is not None:
+            display.close()
+    print(ensured.reference)
     return EXIT_OK
 
 
@@ -422,7 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except (LayerError, InvalidReference) as exc:  # what the user gave cannot be used
+    # what the user gave cannot be used
+    except (LayerError, InvalidReference, ImageNotFound, NothingToIndex) as exc:
         print(f"soci-indexer: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except SociError as exc:

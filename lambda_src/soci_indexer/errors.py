@@ -79,6 +79,23 @@ class AuthError(RegistryError):
     """The registry refused our credentials (or we had none)."""
 
 
+# ---- pipeline: ensuring an image has its SOCI-enabled image ----------------------------------
+
+
+class ImageNotFound(PermanentError):
+    """The repository has no image under the tag or digest asked for."""
+
+
+class NothingToIndex(PermanentError):
+    """The image has no layer SOCI can index, or is no image SOCI indexes (an artifact,
+    SOCI output itself): there is no SOCI-enabled image to give."""
+
+
+class TagMoved(SociError):
+    """Another push took the tag while the run worked; the output was left to that
+    image's run. Trying again indexes what the tag names now."""
+
+
 # ---- stopping a run: raised by the registry client mid-request, and by the pipeline -------------
 
 

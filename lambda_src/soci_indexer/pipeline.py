@@ -34,11 +34,14 @@ from soci_indexer.errors import (
     Cancelled,
     CorruptLayer,
     DeadlineExceeded,
+    ImageNotFound,
     InvalidReference,
     LayerError,
     ManifestError,
+    NothingToIndex,
     RegistryError,
     SociError,
+    TagMoved,
     TagSelectionError,
 )
 from soci_indexer.oci import manifests, referrers
@@ -115,6 +118,7 @@ class ImageResult:
     seconds: float
     reason: str = ""
     soci_indexes: tuple[str, ...] = ()  # digests of the SOCI index manifests (new or found)
+    source_digest: str = ""  # the image the run worked on; "" if it stopped before resolving
 
 
 def index_image(
@@ -136,6 +140,53 @@ def index_image(
     output tag, written last, is not written.
     """
     return _Run(client, repository, reference, options, progress).run()
+
+
+@dataclass(frozen=True, slots=True)
+class EnsuredImage:
+    source_digest: str  # the image asked for, resolved
+    soci_digest: str  # its SOCI-enabled image; for v1, the image itself (bound by referrers)
+    reference: str  # "REGISTRY/REPO@<soci_digest>", what a task definition pins
+    built: bool  # False when it was already there (no layer was read)
+
+
+def ensure_soci_image(
+    client: RegistryClient,
+    repository: str,
+    reference: str,
+    options: IndexOptions = IndexOptions(),
+    *,
+    progress: ProgressCallback | None = None,
+) -> EnsuredImage:
+    """The SOCI-enabled image of ``repository:reference``, built only if it is missing.
+
+    A second call for the same image reads manifests alone, no layer. Raises
+    InvalidReference for a malformed reference, ImageNotFound when the repository
+    has no such tag or digest, NothingToIndex when the image has no layer SOCI can
+    index (or is no image at all), TagMoved when a newer push took the tag meanwhile,
+    and RegistryError (worth a retry) for registry failures.
+    """
+    tag, digest = _split_reference(reference)
+    name = f"{client.host}/{repository}{'@' if manifests.is_digest(reference) else ':'}{reference}"
+    if client.with_deadline(options.deadline).head_manifest(repository, digest or tag) is None:
+        raise ImageNotFound(f"{name} not found: check the repository and the tag or digest")
+    result = index_image(client, repository, reference, options, progress=progress)
+    if result.status is ImageStatus.TAG_MOVED:
+        raise TagMoved(f"{result.reason}; run again to index what the tag names now")
+    if result.output_reference is None:
+        raise NothingToIndex(
+            f"{name} has nothing SOCI can index: {result.status.value}: {result.reason}"
+        )
+    if options.index_version == "v1":
+        soci_digest = result.source_digest
+    else:
+        soci_digest = result.output_reference.rpartition("@")[2]
+    return EnsuredImage(
+        source_digest=result.source_digest,
+        soci_digest=soci_digest,
+        reference=f"{client.host}/{repository}@{soci_digest}",
+        built=result.status is ImageStatus.INDEXED,
+    )
 
 
 # ---- what a run works on -------------------------------------------------------------------
@@ -667,6 +718,7 @@ class _Run:
             seconds=time.monotonic() - self.started,
             reason=reason,
             soci_indexes=soci_indexes,
+            source_digest=self.digest,
         )
 
     def _image_name(self) -> str:

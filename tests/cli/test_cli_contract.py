@@ -53,6 +53,7 @@ from soci_indexer.cli.main import build_parser
             "--min-layer-size",
             "0",
         ],
+        ["ensure", "127.0.0.1:5000/repo:tag", "--plain-http", "--index-version", "v1"],
         ["verify", "127.0.0.1:5000/repo:tag-soci", "--plain-http"],
         ["pull-times", "--cluster", "sims", "--task", "arn:aws:ecs:x", "--task", "abc"],
     ],

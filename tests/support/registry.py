@@ -7,6 +7,7 @@ with a system-wide registry.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import shutil
 import socket
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from soci_indexer import settings
 from soci_indexer.oci.auth import Credentials, StaticCredentials
 from soci_indexer.oci.client import RegistryClient, RequestObserver, RetryPolicy
 
@@ -66,6 +68,24 @@ class LocalRegistry:
             conn.close()
         if status != 202:
             raise RuntimeError(f"DELETE {repository}@{digest} answered {status}")
+
+    def served_digest(self, repository: str, reference: str) -> str:
+        """The digest of the manifest bytes the registry serves for ``reference``, hashed
+        here rather than by the client under test."""
+        conn = http.client.HTTPConnection(self.host, timeout=10)
+        try:
+            conn.request(
+                "GET",
+                f"/v2/{repository}/manifests/{reference}",
+                headers={"Accept": f"{settings.OCI_INDEX}, {settings.OCI_MANIFEST}"},
+            )
+            answer = conn.getresponse()
+            body = answer.read()
+        finally:
+            conn.close()
+        if answer.status != 200:
+            raise RuntimeError(f"GET {repository}:{reference} answered {answer.status}")
+        return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def installed() -> bool:

@@ -17,11 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soci_indexer import settings
-from soci_indexer.errors import InvalidReference, LayerError, SociError, TagSelectionError
+from soci_indexer.errors import (
+    ImageNotFound,
+    InvalidReference,
+    LayerError,
+    NothingToIndex,
+    SociError,
+    TagSelectionError,
+)
 
 if TYPE_CHECKING:
     from soci_indexer.engine.readback import Span
     from soci_indexer.engine.ztoc import Ztoc
+    from soci_indexer.oci.client import RegistryClient
+    from soci_indexer.oci.reference import Reference
     from soci_indexer.pipeline import IndexOptions
 
 EXIT_OK = 0
@@ -165,6 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     _index_options(backfill)
     backfill.set_defaults(run=_cmd_backfill)
 
+    ensure = _subcommand(
+        sub,
+        "ensure",
+        "print the SOCI-enabled image of an image by digest, indexing it if missing",
+        "Print one line, REGISTRY/REPO@sha256:... of the SOCI-enabled image (what a task\n"
+        "definition pins), after indexing the image if it has none; if it has, only\n"
+        "manifests are read. With --index-version v1 the SOCI-enabled image is the image\n"
+        "itself (v1 indexes bind through its referrers): its own digest is printed.\n"
+        "Exit status 2 if the image is not found or has no layer SOCI can index.",
+    )
+    ensure.add_argument(
+        "image", metavar="IMAGE", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:..."
+    )
+    _plain_http(ensure)
+    _index_options(ensure)
+    ensure.set_defaults(run=_cmd_ensure)
+
     verify = _subcommand(
         sub,
         "verify",
@@ -203,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _index_options(parser: argparse.ArgumentParser) -> None:
-    """What ``index`` and ``backfill`` both take: see ``_options``."""
+    """The options of an indexing run, shared by ``index``, ``ensure`` and ``backfill``."""
     parser.add_argument(
         "--index-version",
         choices=settings.INDEX_VERSIONS,
@@ -401,15 +427,22 @@ def _fail(status: int, message: str) -> int:
     return status
 
 
-def _cmd_index(args: argparse.Namespace) -> int:
-    from soci_indexer import pipeline
+def _index_run(args: argparse.Namespace) -> tuple[RegistryClient, Reference, IndexOptions]:
+    """The client, image and options ``_index_options`` parsed, for ``index`` and ``ensure``."""
     from soci_indexer.aws.ecr import client_for
-    from soci_indexer.cli import progress
     from soci_indexer.oci.reference import parse_reference
 
     image = parse_reference(args.image)
     client = client_for(image.api_host, plain_http=args.plain_http)
     options = _options(args)
+    return client, image, options
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from soci_indexer import pipeline
+    from soci_indexer.cli import progress
+
+    client, image, options = _index_run(args)
     display = progress.for_terminal(sys.stderr)
     try:
         result = pipeline.index_image(
@@ -438,6 +471,23 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     )
     failed = any(result.outcome is pipeline.BackfillOutcome.FAILED for result in results)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_ensure(args: argparse.Namespace) -> int:
+    from soci_indexer import pipeline
+    from soci_indexer.cli import progress
+
+    client, image, options = _index_run(args)
+    display = progress.for_terminal(sys.stderr)
+    try:
+        ensured = pipeline.ensure_soci_image(
+            client, image.repository, image.target, options, progress=display
+        )
+    finally:
+        if display is not None:
+            display.close()
+    print(ensured.reference)
+    return EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -472,11 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except (
-        LayerError,
-        InvalidReference,
-        TagSelectionError,
-    ) as exc:  # what the user gave cannot be used
+    # what the user gave cannot be used
+    except (LayerError, InvalidReference, ImageNotFound, NothingToIndex, TagSelectionError) as exc:
         print(f"soci-indexer: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except SociError as exc:

@@ -85,7 +85,8 @@ class SociFargateTask(Construct):
         :param vpc_subnets: subnets of scheduled runs. Default: the cluster VPC's
             private subnets.
         :param security_groups: security groups of scheduled runs. Default: a new
-            one with no inbound rule.
+            one, ``security_group``, with no inbound rule and HTTPS out (ECR, S3
+            for the layers, CloudWatch Logs).
         :param assign_public_ip: give scheduled runs a public IP (public subnets
             without NAT need it to reach ECR). Default: False.
         """
@@ -146,11 +147,17 @@ class SociFargateTask(Construct):
             self.execution_role,
             iam.PolicyStatement(actions=list(PULL_ACTIONS), resources=[repository.repository_arn]),
         )
-        self.schedule = (
-            self._make_schedule(cluster, schedule, vpc_subnets, security_groups, assign_public_ip)
-            if cluster is not None and schedule is not None
-            else None
-        )
+        # Without a group of their own, runs would land in the VPC's default group,
+        # which may have no rule at all (restrictDefaultSecurityGroup): no pull.
+        self.security_group: ec2.SecurityGroup | None = None
+        self.schedule: scheduler.Schedule | None = None
+        if cluster is not None and schedule is not None:
+            if not security_groups:
+                self.security_group = self._make_security_group(cluster.vpc)
+                security_groups = [self.security_group]
+            self.schedule = self._make_schedule(
+                cluster, schedule, vpc_subnets, security_groups, assign_public_ip
+            )
 
     def _check_size(self, cpu: int, memory_limit_mib: int) -> None:
         if _checks.is_token(cpu) or _checks.is_token(memory_limit_mib):
@@ -173,12 +180,27 @@ class SociFargateTask(Construct):
                 f"a Fargate memory size for cpu={cpu}: {sizes}",
             )
 
+    def _make_security_group(self, vpc: ec2.IVpc) -> ec2.SecurityGroup:
+        """No inbound rule; HTTPS out, all that pulling and logging need (DNS through the
+        VPC resolver is not subject to security groups)."""
+        group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description="Scheduled SOCI task runs: HTTPS out to ECR, S3 and CloudWatch Logs",
+            allow_all_outbound=False,
+        )
+        group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "ECR, S3 (image layers), CloudWatch Logs"
+        )
+        return group
+
     def _make_schedule(
         self,
         cluster: ecs.ICluster,
         expression: scheduler.ScheduleExpression,
         vpc_subnets: ec2.SubnetSelection | None,
-        security_groups: Sequence[ec2.ISecurityGroup] | None,
+        security_groups: Sequence[ec2.ISecurityGroup],
         assign_public_ip: bool,
     ) -> scheduler.Schedule:
         return scheduler.Schedule(
@@ -191,7 +213,7 @@ class SociFargateTask(Construct):
                 task_definition=self.task_definition,
                 platform_version=ecs.FargatePlatformVersion.VERSION1_4,
                 vpc_subnets=vpc_subnets,
-                security_groups=list(security_groups) if security_groups else None,
+                security_groups=list(security_groups),
                 assign_public_ip=assign_public_ip,
                 max_event_age=Duration.minutes(5),
                 retry_attempts=0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +151,56 @@ def test_a_run_that_cannot_start_is_skipped_not_retried(built: Built) -> None:
 def test_scheduled_runs_use_the_given_subnets_and_public_ip(built: Built) -> None:
     network = schedule_of(built)["Target"]["EcsParameters"]["NetworkConfiguration"]
     assert network["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED"
+
+
+def test_scheduled_runs_get_a_security_group_of_their_own(built: Built) -> None:
+    group = built.scheduled.security_group
+    assert group is not None
+    network = schedule_of(built)["Target"]["EcsParameters"]["NetworkConfiguration"]
+    assert network["AwsvpcConfiguration"]["SecurityGroups"] == [
+        {"Fn::GetAtt": [logical_id(built.stack, group), "GroupId"]}
+    ]
+
+
+def test_the_runs_security_group_lets_https_out_and_nothing_in(built: Built) -> None:
+    assert built.scheduled.security_group is not None
+    group_id = logical_id(built.stack, built.scheduled.security_group)
+    props = built.props(built.scheduled.security_group)
+    egress = [
+        (rule["IpProtocol"], rule["FromPort"], rule["ToPort"], rule["CidrIp"])
+        for rule in props["SecurityGroupEgress"]
+    ]
+    assert egress == [("tcp", 443, 443, "0.0.0.0/0")]
+    assert "SecurityGroupIngress" not in props
+    ingress = resources(built.template, "AWS::EC2::SecurityGroupIngress").values()
+    assert [rule for rule in ingress if group_id in json.dumps(rule)] == []
+
+
+def test_given_security_groups_replace_the_runs_own() -> None:
+    stack = new_stack()
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0)
+    given = ec2.SecurityGroup(stack, "Given", vpc=vpc)
+    task = SociFargateTask(
+        stack,
+        "Task",
+        repository=ecr.Repository(stack, "Repository"),
+        cluster=ecs.Cluster(stack, "Cluster", vpc=vpc),
+        schedule=scheduler.ScheduleExpression.rate(Duration.minutes(5)),
+        vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+        security_groups=[given],
+    )
+    template = template_of(stack)
+    schedule = only_resource(template, "AWS::Scheduler::Schedule")["Properties"]
+    network = schedule["Target"]["EcsParameters"]["NetworkConfiguration"]
+    assert network["AwsvpcConfiguration"]["SecurityGroups"] == [
+        {"Fn::GetAtt": [logical_id(stack, given), "GroupId"]}
+    ]
+    assert task.security_group is None
+    assert len(resources(template, "AWS::EC2::SecurityGroup")) == 1
+
+
+def test_a_task_without_schedule_gets_no_security_group(built: Built) -> None:
+    assert built.custom.security_group is None
 
 
 def test_a_task_without_schedule_is_never_started(built: Built) -> None:

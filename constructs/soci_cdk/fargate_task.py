@@ -23,6 +23,7 @@ from soci_indexer import settings
 
 from soci_cdk import _checks, _nag
 from soci_cdk.errors import InvalidPropError
+from soci_cdk.interfaces import ISociRepository
 
 # What ECS needs to pull the image with the execution role (and ecr:GetAuthorizationToken).
 PULL_ACTIONS = (
@@ -56,7 +57,7 @@ class SociFargateTask(Construct):
         *,
         repository: ecr.IRepository,
         image_tag: str = "latest",
-        tag_suffix: str = settings.DEFAULT_TAG_SUFFIX,
+        tag_suffix: str | None = None,
         cpu: int = 1024,
         memory_limit_mib: int = 2048,
         cpu_architecture: ecs.CpuArchitecture | None = None,
@@ -72,7 +73,8 @@ class SociFargateTask(Construct):
         """
         :param repository: where the image and its SOCI-enabled twin live.
         :param image_tag: the tag pushed by the user. Default: ``latest``.
-        :param tag_suffix: the builder's suffix. Default: ``-soci``.
+        :param tag_suffix: the builder's suffix. Default: a ``SociRepository``'s
+            (its builder's), else ``-soci``.
         :param cpu: task CPU units. Default: 1024 (1 vCPU).
         :param memory_limit_mib: task memory, valid for ``cpu``. Default: 2048.
         :param cpu_architecture: the image's architecture. Default: X86_64.
@@ -94,7 +96,12 @@ class SociFargateTask(Construct):
         _checks.check_instance(self, "repository", repository, ecr.IRepository)
         _checks.check_str(self, "image_tag", image_tag)
         _checks.check_pattern(
-            self, "tag_suffix", tag_suffix, settings.TAG_SUFFIX, settings.TAG_SUFFIX_EXPECTED
+            self,
+            "tag_suffix",
+            tag_suffix,
+            settings.TAG_SUFFIX,
+            settings.TAG_SUFFIX_EXPECTED,
+            optional=True,
         )
         _checks.check_whole_number(self, "cpu", cpu, min(_FARGATE_MEMORY))
         _checks.check_whole_number(self, "memory_limit_mib", memory_limit_mib, 1)
@@ -118,7 +125,7 @@ class SociFargateTask(Construct):
             raise InvalidPropError(
                 self.node.path, "cluster", None, "an ecs.ICluster when schedule is given"
             )
-        self.image_tag = f"{image_tag}{tag_suffix}"
+        self.image_tag = f"{image_tag}{self._suffix(tag_suffix, repository)}"
         self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -158,6 +165,20 @@ class SociFargateTask(Construct):
             self.schedule = self._make_schedule(
                 cluster, schedule, vpc_subnets, security_groups, assign_public_ip
             )
+
+    def _suffix(self, tag_suffix: str | None, repository: ecr.IRepository) -> str:
+        """A ``SociRepository`` knows the suffix its builder writes; another would
+        name a tag that never appears."""
+        if not isinstance(repository, ISociRepository):
+            return settings.DEFAULT_TAG_SUFFIX if tag_suffix is None else tag_suffix
+        if tag_suffix is not None and tag_suffix != repository.tag_suffix:
+            raise InvalidPropError(
+                self.node.path,
+                "tag_suffix",
+                tag_suffix,
+                f"the repository's suffix {repository.tag_suffix!r} or unset",
+            )
+        return repository.tag_suffix
 
     def _check_size(self, cpu: int, memory_limit_mib: int) -> None:
         if _checks.is_token(cpu) or _checks.is_token(memory_limit_mib):

@@ -92,7 +92,6 @@ class SociSampleStack(Stack):
             "SampleTask",
             repository=self.repository,
             image_tag=config.image_tag,
-            tag_suffix=self.builder.tag_suffix,
             cluster=self.cluster,
             schedule=_schedule(self, config.schedule),
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),

@@ -21,7 +21,7 @@ from cdk_support import (
     resources,
     template_of,
 )
-from soci_cdk import InvalidPropError, SociFargateTask
+from soci_cdk import InvalidPropError, SociFargateTask, SociIndexBuilder, SociRepository
 
 
 @dataclass
@@ -217,6 +217,37 @@ def test_a_schedule_needs_a_cluster() -> None:
             repository=ecr.Repository(stack, "Repository"),
             schedule=scheduler.ScheduleExpression.rate(Duration.minutes(5)),
         )
+
+
+def test_the_task_runs_the_tag_suffix_of_a_soci_repository() -> None:
+    stack = new_stack()
+    repository = SociRepository(stack, "Repository", tag_suffix="-lazy")
+    task = SociFargateTask(stack, "Task", repository=repository, image_tag="v1")
+    assert task.image_tag == "v1-lazy"
+
+
+def test_the_task_runs_the_suffix_of_the_builder_a_repository_registered_with() -> None:
+    stack = new_stack()
+    builder = SociIndexBuilder(stack, "Builder", tag_suffix="-indexed")
+    repository = SociRepository(stack, "Repository", builder=builder)
+    task = SociFargateTask(stack, "Task", repository=repository, image_tag="v1")
+    assert task.image_tag == "v1-indexed"
+
+
+def test_a_suffix_the_soci_repository_also_has_is_kept() -> None:
+    stack = new_stack()
+    repository = SociRepository(stack, "Repository", tag_suffix="-lazy")
+    task = SociFargateTask(stack, "Task", repository=repository, image_tag="v1", tag_suffix="-lazy")
+    assert task.image_tag == "v1-lazy"
+
+
+def test_a_suffix_other_than_the_soci_repositorys_is_refused() -> None:
+    stack = new_stack()
+    repository = SociRepository(stack, "Repository", tag_suffix="-lazy")
+    with pytest.raises(
+        InvalidPropError, match="tag_suffix must be the repository's suffix '-lazy'"
+    ):
+        SociFargateTask(stack, "Task", repository=repository, tag_suffix="-soci")
 
 
 @pytest.mark.parametrize(

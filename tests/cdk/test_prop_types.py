@@ -80,7 +80,7 @@ WRONG: dict[tuple[type[Any], str], object] = {
     (SociRepositoryTemplate, "max_image_count"): 9.5,
     (SociFargateTask, "repository"): "team-a/app",
     (SociFargateTask, "image_tag"): 3,
-    (SociFargateTask, "tag_suffix"): None,
+    (SociFargateTask, "tag_suffix"): 5,
     (SociFargateTask, "cpu"): "1024",
     (SociFargateTask, "memory_limit_mib"): "2048",
     (SociFargateTask, "cpu_architecture"): "ARM64",

@@ -28,7 +28,7 @@ CONTEXT_REPOSITORY_NAME_FILTERS = "repository_name_filters"
 CONTEXT_TAG_FILTERS = "tag_filters"
 CONTEXT_IMAGE_TAG = "image_tag"
 CONTEXT_SCHEDULE = "schedule"
-DEFAULT_IMAGE_TAG = "latest"
+DEFAULT_IMAGE_TAG = "v1"
 DEFAULT_SCHEDULE = "rate(5 minutes)"
 NO_SCHEDULE = "none"
 

@@ -155,7 +155,7 @@ def test_a_list_parameter_is_left_for_deploy_time() -> None:
 WRONG_CONTEXT: dict[str, object] = {
     "repository_name_filters": {"team-a/*": True},
     "tag_filters": 1,
-    "image_tag": ["latest"],
+    "image_tag": ["v1"],
     "schedule": 5,
 }
 

@@ -95,10 +95,17 @@ def test_the_sample_builder_indexes_the_sample_repository(sample: Synthesized) -
     ]
 
 
-def test_the_sample_task_runs_the_soci_enabled_latest_tag(sample: Synthesized) -> None:
+def test_the_sample_task_runs_the_soci_enabled_v1_tag(sample: Synthesized) -> None:
     task = only_resource(sample.template, "AWS::ECS::TaskDefinition")["Properties"]
     (container,) = task["ContainerDefinitions"]
-    assert container["Image"]["Fn::Join"][1][-1] == ":latest-soci"
+    assert container["Image"]["Fn::Join"][1][-1] == ":v1-soci"
+
+
+def test_without_context_the_sample_runs_v1_not_a_tag_pushed_twice() -> None:
+    """The repository's tags are immutable: ``latest`` could be pushed only once."""
+    task = only_resource(template_of(SociSampleStack(App(), "Bare")), "AWS::ECS::TaskDefinition")
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    assert container["Image"]["Fn::Join"][1][-1] == ":v1-soci"
 
 
 def test_the_sample_task_runs_every_five_minutes(sample: Synthesized) -> None:
@@ -170,7 +177,7 @@ def test_an_output_says_how_to_see_that_fargate_lazy_loaded(sample: Synthesized)
 
 
 def test_an_output_names_the_soci_enabled_image(sample: Synthesized) -> None:
-    assert output_text(sample, "SociImage").endswith(":latest-soci")
+    assert output_text(sample, "SociImage").endswith(":v1-soci")
 
 
 # --------------------------------------------------------------------------- context

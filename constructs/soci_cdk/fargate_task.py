@@ -23,6 +23,7 @@ from soci_indexer import settings
 
 from soci_cdk import _checks, _nag
 from soci_cdk.errors import InvalidPropError
+from soci_cdk.interfaces import ISociRepository
 
 # What ECS needs to pull the image with the execution role (and ecr:GetAuthorizationToken).
 PULL_ACTIONS = (
@@ -56,7 +57,7 @@ class SociFargateTask(Construct):
         *,
         repository: ecr.IRepository,
         image_tag: str = "latest",
-        tag_suffix: str = settings.DEFAULT_TAG_SUFFIX,
+        tag_suffix: str | None = None,
         cpu: int = 1024,
         memory_limit_mib: int = 2048,
         cpu_architecture: ecs.CpuArchitecture | None = None,
@@ -72,7 +73,8 @@ class SociFargateTask(Construct):
         """
         :param repository: where the image and its SOCI-enabled twin live.
         :param image_tag: the tag pushed by the user. Default: ``latest``.
-        :param tag_suffix: the builder's suffix. Default: ``-soci``.
+        :param tag_suffix: the builder's suffix. Default: a ``SociRepository``'s
+            (its builder's), else ``-soci``.
         :param cpu: task CPU units. Default: 1024 (1 vCPU).
         :param memory_limit_mib: task memory, valid for ``cpu``. Default: 2048.
         :param cpu_architecture: the image's architecture. Default: X86_64.
@@ -85,7 +87,8 @@ class SociFargateTask(Construct):
         :param vpc_subnets: subnets of scheduled runs. Default: the cluster VPC's
             private subnets.
         :param security_groups: security groups of scheduled runs. Default: a new
-            one with no inbound rule.
+            one, ``security_group``, with no inbound rule and HTTPS out (ECR, S3
+            for the layers, CloudWatch Logs).
         :param assign_public_ip: give scheduled runs a public IP (public subnets
             without NAT need it to reach ECR). Default: False.
         """
@@ -93,7 +96,12 @@ class SociFargateTask(Construct):
         _checks.check_instance(self, "repository", repository, ecr.IRepository)
         _checks.check_str(self, "image_tag", image_tag)
         _checks.check_pattern(
-            self, "tag_suffix", tag_suffix, settings.TAG_SUFFIX, settings.TAG_SUFFIX_EXPECTED
+            self,
+            "tag_suffix",
+            tag_suffix,
+            settings.TAG_SUFFIX,
+            settings.TAG_SUFFIX_EXPECTED,
+            optional=True,
         )
         _checks.check_whole_number(self, "cpu", cpu, min(_FARGATE_MEMORY))
         _checks.check_whole_number(self, "memory_limit_mib", memory_limit_mib, 1)
@@ -117,7 +125,7 @@ class SociFargateTask(Construct):
             raise InvalidPropError(
                 self.node.path, "cluster", None, "an ecs.ICluster when schedule is given"
             )
-        self.image_tag = f"{image_tag}{tag_suffix}"
+        self.image_tag = f"{image_tag}{self._suffix(tag_suffix, repository)}"
         self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -146,11 +154,31 @@ class SociFargateTask(Construct):
             self.execution_role,
             iam.PolicyStatement(actions=list(PULL_ACTIONS), resources=[repository.repository_arn]),
         )
-        self.schedule = (
-            self._make_schedule(cluster, schedule, vpc_subnets, security_groups, assign_public_ip)
-            if cluster is not None and schedule is not None
-            else None
-        )
+        # Without a group of their own, runs would land in the VPC's default group,
+        # which may have no rule at all (restrictDefaultSecurityGroup): no pull.
+        self.security_group: ec2.SecurityGroup | None = None
+        self.schedule: scheduler.Schedule | None = None
+        if cluster is not None and schedule is not None:
+            if not security_groups:
+                self.security_group = self._make_security_group(cluster.vpc)
+                security_groups = [self.security_group]
+            self.schedule = self._make_schedule(
+                cluster, schedule, vpc_subnets, security_groups, assign_public_ip
+            )
+
+    def _suffix(self, tag_suffix: str | None, repository: ecr.IRepository) -> str:
+        """A ``SociRepository`` knows the suffix its builder writes; another would
+        name a tag that never appears."""
+        if not isinstance(repository, ISociRepository):
+            return settings.DEFAULT_TAG_SUFFIX if tag_suffix is None else tag_suffix
+        if tag_suffix is not None and tag_suffix != repository.tag_suffix:
+            raise InvalidPropError(
+                self.node.path,
+                "tag_suffix",
+                tag_suffix,
+                f"the repository's suffix {repository.tag_suffix!r} or unset",
+            )
+        return repository.tag_suffix
 
     def _check_size(self, cpu: int, memory_limit_mib: int) -> None:
         if _checks.is_token(cpu) or _checks.is_token(memory_limit_mib):
@@ -173,12 +201,27 @@ class SociFargateTask(Construct):
                 f"a Fargate memory size for cpu={cpu}: {sizes}",
             )
 
+    def _make_security_group(self, vpc: ec2.IVpc) -> ec2.SecurityGroup:
+        """No inbound rule; HTTPS out, all that pulling and logging need (DNS through the
+        VPC resolver is not subject to security groups)."""
+        group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description="Scheduled SOCI task runs: HTTPS out to ECR, S3 and CloudWatch Logs",
+            allow_all_outbound=False,
+        )
+        group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "ECR, S3 (image layers), CloudWatch Logs"
+        )
+        return group
+
     def _make_schedule(
         self,
         cluster: ecs.ICluster,
         expression: scheduler.ScheduleExpression,
         vpc_subnets: ec2.SubnetSelection | None,
-        security_groups: Sequence[ec2.ISecurityGroup] | None,
+        security_groups: Sequence[ec2.ISecurityGroup],
         assign_public_ip: bool,
     ) -> scheduler.Schedule:
         return scheduler.Schedule(
@@ -191,7 +234,7 @@ class SociFargateTask(Construct):
                 task_definition=self.task_definition,
                 platform_version=ecs.FargatePlatformVersion.VERSION1_4,
                 vpc_subnets=vpc_subnets,
-                security_groups=list(security_groups) if security_groups else None,
+                security_groups=list(security_groups),
                 assign_public_ip=assign_public_ip,
                 max_event_age=Duration.minutes(5),
                 retry_attempts=0,

@@ -28,7 +28,7 @@ CONTEXT_REPOSITORY_NAME_FILTERS = "repository_name_filters"
 CONTEXT_TAG_FILTERS = "tag_filters"
 CONTEXT_IMAGE_TAG = "image_tag"
 CONTEXT_SCHEDULE = "schedule"
-DEFAULT_IMAGE_TAG = "latest"
+DEFAULT_IMAGE_TAG = "v1"
 DEFAULT_SCHEDULE = "rate(5 minutes)"
 NO_SCHEDULE = "none"
 
@@ -92,7 +92,6 @@ class SociSampleStack(Stack):
             "SampleTask",
             repository=self.repository,
             image_tag=config.image_tag,
-            tag_suffix=self.builder.tag_suffix,
             cluster=self.cluster,
             schedule=_schedule(self, config.schedule),
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),

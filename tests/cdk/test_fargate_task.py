@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from cdk_support import (
     resources,
     template_of,
 )
-from soci_cdk import InvalidPropError, SociFargateTask
+from soci_cdk import InvalidPropError, SociFargateTask, SociIndexBuilder, SociRepository
 
 
 @dataclass
@@ -152,6 +153,56 @@ def test_scheduled_runs_use_the_given_subnets_and_public_ip(built: Built) -> Non
     assert network["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED"
 
 
+def test_scheduled_runs_get_a_security_group_of_their_own(built: Built) -> None:
+    group = built.scheduled.security_group
+    assert group is not None
+    network = schedule_of(built)["Target"]["EcsParameters"]["NetworkConfiguration"]
+    assert network["AwsvpcConfiguration"]["SecurityGroups"] == [
+        {"Fn::GetAtt": [logical_id(built.stack, group), "GroupId"]}
+    ]
+
+
+def test_the_runs_security_group_lets_https_out_and_nothing_in(built: Built) -> None:
+    assert built.scheduled.security_group is not None
+    group_id = logical_id(built.stack, built.scheduled.security_group)
+    props = built.props(built.scheduled.security_group)
+    egress = [
+        (rule["IpProtocol"], rule["FromPort"], rule["ToPort"], rule["CidrIp"])
+        for rule in props["SecurityGroupEgress"]
+    ]
+    assert egress == [("tcp", 443, 443, "0.0.0.0/0")]
+    assert "SecurityGroupIngress" not in props
+    ingress = resources(built.template, "AWS::EC2::SecurityGroupIngress").values()
+    assert [rule for rule in ingress if group_id in json.dumps(rule)] == []
+
+
+def test_given_security_groups_replace_the_runs_own() -> None:
+    stack = new_stack()
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0)
+    given = ec2.SecurityGroup(stack, "Given", vpc=vpc)
+    task = SociFargateTask(
+        stack,
+        "Task",
+        repository=ecr.Repository(stack, "Repository"),
+        cluster=ecs.Cluster(stack, "Cluster", vpc=vpc),
+        schedule=scheduler.ScheduleExpression.rate(Duration.minutes(5)),
+        vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+        security_groups=[given],
+    )
+    template = template_of(stack)
+    schedule = only_resource(template, "AWS::Scheduler::Schedule")["Properties"]
+    network = schedule["Target"]["EcsParameters"]["NetworkConfiguration"]
+    assert network["AwsvpcConfiguration"]["SecurityGroups"] == [
+        {"Fn::GetAtt": [logical_id(stack, given), "GroupId"]}
+    ]
+    assert task.security_group is None
+    assert len(resources(template, "AWS::EC2::SecurityGroup")) == 1
+
+
+def test_a_task_without_schedule_gets_no_security_group(built: Built) -> None:
+    assert built.custom.security_group is None
+
+
 def test_a_task_without_schedule_is_never_started(built: Built) -> None:
     assert built.custom.schedule is None
     assert len(resources(built.template, "AWS::Scheduler::Schedule")) == 1
@@ -166,6 +217,37 @@ def test_a_schedule_needs_a_cluster() -> None:
             repository=ecr.Repository(stack, "Repository"),
             schedule=scheduler.ScheduleExpression.rate(Duration.minutes(5)),
         )
+
+
+def test_the_task_runs_the_tag_suffix_of_a_soci_repository() -> None:
+    stack = new_stack()
+    repository = SociRepository(stack, "Repository", tag_suffix="-lazy")
+    task = SociFargateTask(stack, "Task", repository=repository, image_tag="v1")
+    assert task.image_tag == "v1-lazy"
+
+
+def test_the_task_runs_the_suffix_of_the_builder_a_repository_registered_with() -> None:
+    stack = new_stack()
+    builder = SociIndexBuilder(stack, "Builder", tag_suffix="-indexed")
+    repository = SociRepository(stack, "Repository", builder=builder)
+    task = SociFargateTask(stack, "Task", repository=repository, image_tag="v1")
+    assert task.image_tag == "v1-indexed"
+
+
+def test_a_suffix_the_soci_repository_also_has_is_kept() -> None:
+    stack = new_stack()
+    repository = SociRepository(stack, "Repository", tag_suffix="-lazy")
+    task = SociFargateTask(stack, "Task", repository=repository, image_tag="v1", tag_suffix="-lazy")
+    assert task.image_tag == "v1-lazy"
+
+
+def test_a_suffix_other_than_the_soci_repositorys_is_refused() -> None:
+    stack = new_stack()
+    repository = SociRepository(stack, "Repository", tag_suffix="-lazy")
+    with pytest.raises(
+        InvalidPropError, match="tag_suffix must be the repository's suffix '-lazy'"
+    ):
+        SociFargateTask(stack, "Task", repository=repository, tag_suffix="-soci")
 
 
 @pytest.mark.parametrize(

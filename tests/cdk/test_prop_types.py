@@ -80,7 +80,7 @@ WRONG: dict[tuple[type[Any], str], object] = {
     (SociRepositoryTemplate, "max_image_count"): 9.5,
     (SociFargateTask, "repository"): "team-a/app",
     (SociFargateTask, "image_tag"): 3,
-    (SociFargateTask, "tag_suffix"): None,
+    (SociFargateTask, "tag_suffix"): 5,
     (SociFargateTask, "cpu"): "1024",
     (SociFargateTask, "memory_limit_mib"): "2048",
     (SociFargateTask, "cpu_architecture"): "ARM64",
@@ -155,7 +155,7 @@ def test_a_list_parameter_is_left_for_deploy_time() -> None:
 WRONG_CONTEXT: dict[str, object] = {
     "repository_name_filters": {"team-a/*": True},
     "tag_filters": 1,
-    "image_tag": ["latest"],
+    "image_tag": ["v1"],
     "schedule": 5,
 }
 

@@ -95,15 +95,69 @@ def test_the_sample_builder_indexes_the_sample_repository(sample: Synthesized) -
     ]
 
 
-def test_the_sample_task_runs_the_soci_enabled_latest_tag(sample: Synthesized) -> None:
+def test_the_sample_task_runs_the_soci_enabled_v1_tag(sample: Synthesized) -> None:
     task = only_resource(sample.template, "AWS::ECS::TaskDefinition")["Properties"]
     (container,) = task["ContainerDefinitions"]
-    assert container["Image"]["Fn::Join"][1][-1] == ":latest-soci"
+    assert container["Image"]["Fn::Join"][1][-1] == ":v1-soci"
+
+
+def test_without_context_the_sample_runs_v1_not_a_tag_pushed_twice() -> None:
+    """The repository's tags are immutable: ``latest`` could be pushed only once."""
+    task = only_resource(template_of(SociSampleStack(App(), "Bare")), "AWS::ECS::TaskDefinition")
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    assert container["Image"]["Fn::Join"][1][-1] == ":v1-soci"
 
 
 def test_the_sample_task_runs_every_five_minutes(sample: Synthesized) -> None:
     schedule = only_resource(sample.template, "AWS::Scheduler::Schedule")["Properties"]
     assert schedule["ScheduleExpression"] == "rate(5 minutes)"
+
+
+def run_network(template: dict[str, Any]) -> dict[str, Any]:
+    """The network configuration every scheduled run starts with."""
+    schedule = only_resource(template, "AWS::Scheduler::Schedule")["Properties"]
+    network: dict[str, Any] = schedule["Target"]["EcsParameters"]["NetworkConfiguration"]
+    return network["AwsvpcConfiguration"]
+
+
+def test_the_sample_runs_security_group_lets_https_out(sample: Synthesized) -> None:
+    (group,) = run_network(sample.template)["SecurityGroups"]
+    egress = sample.template["Resources"][group["Fn::GetAtt"][0]]["Properties"][
+        "SecurityGroupEgress"
+    ]
+    assert any(
+        rule["IpProtocol"] in ("tcp", "-1")
+        and rule.get("FromPort", 0) <= 443 <= rule.get("ToPort", 65535)
+        and rule["CidrIp"] == "0.0.0.0/0"
+        for rule in egress
+    )
+
+
+def default_route(template: dict[str, Any], subnet: dict[str, Any]) -> dict[str, Any]:
+    """The 0.0.0.0/0 route of the route table associated with ``subnet`` (a Ref)."""
+    (table,) = (
+        association["Properties"]["RouteTableId"]
+        for association in resources(template, "AWS::EC2::SubnetRouteTableAssociation").values()
+        if association["Properties"]["SubnetId"] == subnet
+    )
+    (route,) = (
+        route["Properties"]
+        for route in resources(template, "AWS::EC2::Route").values()
+        if route["Properties"]["RouteTableId"] == table
+        and route["Properties"].get("DestinationCidrBlock") == "0.0.0.0/0"
+    )
+    return route
+
+
+def test_the_sample_runs_subnets_reach_the_internet(sample: Synthesized) -> None:
+    network = run_network(sample.template)
+    gateways = set(resources(sample.template, "AWS::EC2::InternetGateway"))
+    for subnet in network["Subnets"]:
+        route = default_route(sample.template, subnet)
+        through_gateway = route.get("GatewayId", {}).get("Ref") in gateways
+        assert "NatGatewayId" in route or (
+            through_gateway and network["AssignPublicIp"] == "ENABLED"
+        ), f"no way out from {subnet}"
 
 
 def output_text(sample: Synthesized, name: str) -> str:
@@ -123,7 +177,7 @@ def test_an_output_says_how_to_see_that_fargate_lazy_loaded(sample: Synthesized)
 
 
 def test_an_output_names_the_soci_enabled_image(sample: Synthesized) -> None:
-    assert output_text(sample, "SociImage").endswith(":latest-soci")
+    assert output_text(sample, "SociImage").endswith(":v1-soci")
 
 
 # --------------------------------------------------------------------------- context

@@ -443,14 +443,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from soci_indexer.cli import progress
 
     client, image, options = _index_run(args)
-    display = progress.for_terminal(sys.stderr)
-    try:
+    with progress.shown_on(sys.stderr) as display:
         result = pipeline.index_image(
             client, image.repository, image.target, options, progress=display
         )
-    finally:
-        if display is not None:
-            display.close()
     print("\n".join(pipeline.describe(result)))
     return EXIT_OK
 
@@ -478,14 +474,10 @@ def _cmd_ensure(args: argparse.Namespace) -> int:
     from soci_indexer.cli import progress
 
     client, image, options = _index_run(args)
-    display = progress.for_terminal(sys.stderr)
-    try:
+    with progress.shown_on(sys.stderr) as display:
         ensured = pipeline.ensure_soci_image(
             client, image.repository, image.target, options, progress=display
         )
-    finally:
-        if display is not None:
-            display.close()
     print(ensured.reference)
     return EXIT_OK
 

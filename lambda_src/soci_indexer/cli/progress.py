@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 MIB = 1024 * 1024
@@ -57,3 +59,14 @@ class TerminalProgress:
 def for_terminal(stream: TextIO) -> TerminalProgress | None:
     """A display when ``stream`` is a terminal, else None (no progress at all)."""
     return TerminalProgress(stream) if stream.isatty() else None
+
+
+@contextmanager
+def shown_on(stream: TextIO) -> Iterator[TerminalProgress | None]:
+    """``for_terminal(stream)`` for the length of a block, closed however the block ends."""
+    display = for_terminal(stream)
+    try:
+        yield display
+    finally:
+        if display is not None:
+            display.close()

@@ -33,6 +33,32 @@ ENV_LOG_LEVEL = "LOG_LEVEL"
 # forwarded from another account's bus); default "false".
 ENV_ALLOW_CROSS_ACCOUNT = "SOCI_ALLOW_CROSS_ACCOUNT"
 
+# The deploy-time custom resource behind ``SociImage`` (``aws.custom_resource``).
+# CloudFormation passes every property as a string (lists of strings stay lists).
+CUSTOM_RESOURCE_TYPE = "Custom::SociImage"
+CUSTOM_RESOURCE_ON_EVENT = "soci_indexer.aws.custom_resource.on_event"
+CUSTOM_RESOURCE_IS_COMPLETE = "soci_indexer.aws.custom_resource.is_complete"
+CR_REGISTRY = "Registry"  # registry host, "<account>.dkr.ecr.<region>.amazonaws.com"
+CR_REPOSITORY = "Repository"  # the source image's repository name
+CR_REFERENCE = "Reference"  # its tag or "sha256:..." digest
+CR_TARGET_REPOSITORY = "TargetRepository"  # optional: write the SOCI-enabled image here
+CR_INDEX_VERSION = "IndexVersion"
+CR_SPAN_SIZE = "SpanSize"  # bytes, decimal
+CR_MIN_LAYER_SIZE = "MinLayerSize"  # bytes, decimal
+CR_PLATFORMS = "Platforms"  # list of "os/arch[/variant]"; empty: all
+CR_TAG_SUFFIX = "TagSuffix"
+# What the custom resource returns (Fn::GetAtt names); the physical id is CR_IMAGE_URI's value.
+CR_IMAGE_URI = "ImageUri"  # "<registry>/<repository>@sha256:<SOCI-enabled image>"
+CR_IMAGE_DIGEST = "ImageDigest"
+CR_SOURCE_DIGEST = "SourceDigest"
+
+# The deploy-time backfill custom resource of ``SociIndexBuilder(backfill=...)``.
+BACKFILL_HANDLER = "soci_indexer.aws.backfill.on_event"
+
+# The pull-time monitor's function (``PullTimeMonitor``): a module of its own,
+# standard library only, shipped alone in its asset.
+PULL_TIME_MONITOR_HANDLER = "soci_pull_time_monitor.handler"
+
 # The ECR events the builder's rule matches and the handler reads.
 ECR_EVENT_SOURCE = "aws.ecr"
 ECR_IMAGE_ACTION = "ECR Image Action"

@@ -55,9 +55,9 @@ CR_SOURCE_DIGEST = "SourceDigest"
 # The deploy-time backfill custom resource of ``SociIndexBuilder(backfill=...)``.
 BACKFILL_HANDLER = "soci_indexer.aws.backfill.on_event"
 
-# The pull-time monitor's function (``PullTimeMonitor``): a module of its own,
-# standard library only, shipped alone in its asset.
-PULL_TIME_MONITOR_HANDLER = "soci_pull_time_monitor.handler"
+# The pull-time monitor's function (``PullTimeMonitor``): standard library only
+# (no boto3, no engine), from the same asset as the indexer.
+PULL_TIME_MONITOR_HANDLER = "soci_indexer.aws.pull_time_monitor.handler"
 
 # The ECR events the builder's rule matches and the handler reads.
 ECR_EVENT_SOURCE = "aws.ecr"

@@ -35,9 +35,9 @@ from typing import Any
 from soci_indexer import settings
 
 # ECR repository names are lowercase; tags are case-sensitive. "*" is our wildcard.
-REPOSITORY_FILTER = re.compile(r"[a-z0-9._/*-]{1,256}")
+REPOSITORY_FILTER = settings.REPOSITORY_FILTER
 TAG_FILTER = settings.TAG_FILTER
-REPOSITORY_FILTER_EXPECTED = "1 to 256 of a-z 0-9 . _ / - and the wildcard *"
+REPOSITORY_FILTER_EXPECTED = settings.REPOSITORY_FILTER_EXPECTED
 TAG_FILTER_EXPECTED = settings.TAG_FILTER_EXPECTED
 
 # EventBridge's quota on the size of one event pattern, in characters.

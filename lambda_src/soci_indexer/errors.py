@@ -142,3 +142,11 @@ class EcsError(SociError):
 
 class SqsError(SociError):
     """An SQS API call failed, or a record does not say which queue it came from."""
+
+
+class EcrError(SociError):
+    """An ECR API call failed (access denied, or throttled past boto3's retries)."""
+
+
+class InvalidBackfill(PermanentError):
+    """The backfill custom resource's properties cannot be used (what the construct sets)."""

@@ -52,8 +52,23 @@ CR_IMAGE_URI = "ImageUri"  # "<registry>/<repository>@sha256:<SOCI-enabled image
 CR_IMAGE_DIGEST = "ImageDigest"
 CR_SOURCE_DIGEST = "SourceDigest"
 
-# The deploy-time backfill custom resource of ``SociIndexBuilder(backfill=...)``.
+# The deploy-time backfill custom resource of ``SociIndexBuilder(backfill=...)``
+# (``aws.backfill``): images already in the builder's repositories are queued as pushes.
 BACKFILL_HANDLER = "soci_indexer.aws.backfill.on_event"
+BACKFILL_RESOURCE_TYPE = "Custom::SociBackfill"
+BF_ACCOUNT = "Account"  # the registry's account: the stack's
+BF_REGION = "Region"
+BF_QUEUE_URL = "QueueUrl"  # the builder's queue
+BF_REPOSITORIES = "Repositories"  # list of names and REPOSITORY_FILTERs ("*": every one)
+BF_TAG_FILTERS = "TagFilters"  # list of TAG_FILTERs; empty: every tag
+BF_TAG_SUFFIX = "TagSuffix"  # the builder's output tags, never queued
+BF_MAX_AGE_SECONDS = "MaxAgeSeconds"  # images pushed longer ago are left out; decimal
+BF_MAX_IMAGES = "MaxImages"  # most tags queued in all, newest first; decimal
+# What the backfill returns (Fn::GetAtt names): tags queued, repositories looked at, and
+# matching tags left out because they were older than the maximum age or over the cap.
+BF_QUEUED = "Queued"
+BF_REPOSITORY_COUNT = "Repositories"
+BF_SKIPPED = "Skipped"
 
 # The pull-time monitor's function (``PullTimeMonitor``): standard library only
 # (no boto3, no engine), from the same asset as the indexer.
@@ -84,6 +99,11 @@ DEFAULT_LOG_LEVEL = "INFO"
 RETRY_DELAY_SECONDS = 60
 MAX_RETRY_DELAY_SECONDS = 15 * 60
 
+# The backfill's defaults and bounds: each tag queued costs one indexing run.
+DEFAULT_BACKFILL_MAX_AGE_DAYS = 30
+DEFAULT_BACKFILL_MAX_IMAGES = 100
+MAX_BACKFILL_IMAGES = 1000
+
 # ---- Patterns (ASCII classes on purpose: ``\d`` and ``\w`` accept other scripts) -------------
 
 # An image tag, as the OCI distribution spec and ECR define it.
@@ -91,6 +111,10 @@ TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 # A tag pattern (the builder's tag_filters, backfill's --tag): a tag with "*" as the wildcard.
 TAG_FILTER = re.compile(r"[A-Za-z0-9._*-]{1,128}")
 TAG_FILTER_EXPECTED = "1 to 128 of A-Z a-z 0-9 . _ - and the wildcard *"
+# A repository filter (the builder's repository_name_filters, the backfill's repositories):
+# a repository name with "*" as the wildcard. ECR names are lowercase.
+REPOSITORY_FILTER = re.compile(r"[a-z0-9._/*-]{1,256}")
+REPOSITORY_FILTER_EXPECTED = "1 to 256 of a-z 0-9 . _ / - and the wildcard *"
 # A content digest this project reads or writes.
 DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 # Any digest the OCI image spec's grammar allows: what an event is checked against

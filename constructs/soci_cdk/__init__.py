@@ -1,11 +1,13 @@
 """AWS CDK constructs that make ECR images start fast on Fargate with SOCI."""
 
+from soci_cdk.backfill import Backfill
 from soci_cdk.errors import InvalidPropError
 from soci_cdk.fargate_task import SociFargateTask
 from soci_cdk.index_builder import SociIndexBuilder
 from soci_cdk.repository import SociRepository, SociRepositoryTemplate
 
 __all__ = [
+    "Backfill",
     "InvalidPropError",
     "SociFargateTask",
     "SociIndexBuilder",

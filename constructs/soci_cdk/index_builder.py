@@ -32,6 +32,8 @@ from constructs import Construct, IValidation
 from soci_indexer import settings
 
 from soci_cdk import _checks, _nag, event_pattern
+from soci_cdk.backfill import Backfill, BackfillRun
+from soci_cdk.backfill import check as check_backfill
 from soci_cdk.errors import InvalidPropError
 from soci_cdk.interfaces import ISociRepository
 
@@ -277,6 +279,7 @@ class SociIndexBuilder(Construct):
         vpc: ec2.IVpc | None = None,
         vpc_subnets: ec2.SubnetSelection | None = None,
         security_groups: Sequence[ec2.ISecurityGroup] | None = None,
+        backfill: Backfill | None = None,
     ) -> None:
         """Create the rule, the queues, the function and the alarms.
 
@@ -321,6 +324,10 @@ class SociIndexBuilder(Construct):
             VPC's private subnets.
         :param security_groups: security groups of the function. Default: a new
             one with no inbound rule.
+        :param backfill: at deploy, queue the images already in the repositories
+            (``Backfill(max_age=..., max_images=...)``), again whenever the
+            repositories, the tag filters or these settings change. Default: only
+            pushes after the deploy are indexed.
         """
         super().__init__(scope, id)
         self.node.set_context(EVENTS_QUEUE_SAME_ACCOUNT, True)
@@ -339,6 +346,7 @@ class SociIndexBuilder(Construct):
             vpc=vpc,
             vpc_subnets=vpc_subnets,
             security_groups=security_groups,
+            backfill=backfill,
         )
         self.tag_suffix = tag_suffix
         self.metrics_namespace = metrics_namespace
@@ -415,6 +423,22 @@ class SociIndexBuilder(Construct):
         )
         # Events EventBridge cannot deliver are parked with the failed images.
         self.rule.add_target(targets.SqsQueue(self.queue, dead_letter_queue=self.dead_letter_queue))
+        self.backfill: BackfillRun | None = None
+        if backfill is not None:
+            self.backfill = BackfillRun(
+                self,
+                "Backfill",
+                backfill=backfill,
+                code=indexer_code(),
+                runtime=RUNTIME,
+                queue=self.queue,
+                key=encryption_key,
+                log_retention=log_retention,
+                repositories=self._repository_selectors,
+                tag_filters=[] if _all_tags(tag_filters) else list(tag_filters or ()),
+                tag_suffix=tag_suffix,
+                after=[self.queue, self.rule, self.function],
+            )
         self._grant_ecr()
 
         for name_filter in repository_name_filters or ():
@@ -450,6 +474,8 @@ class SociIndexBuilder(Construct):
             return
         self.rule.add_event_pattern(detail={"repository-name": [repository.repository_name]})
         self._pull_push.add_resources(repository.repository_arn)
+        if self.backfill is not None:
+            self.backfill.allow_repository(repository.repository_arn)
         self._repository_selectors.append(repository.repository_name)
         self.repository_count += 1
 
@@ -562,6 +588,7 @@ class SociIndexBuilder(Construct):
         vpc: object,
         vpc_subnets: object,
         security_groups: object,
+        backfill: object,
     ) -> None:
         """The props whose values are read before ``_check_props`` checks them, and the
         objects handed to aws-cdk-lib: the right type, or an error naming the prop."""
@@ -587,6 +614,7 @@ class SociIndexBuilder(Construct):
         _checks.check_instance_list(
             self, "security_groups", security_groups, ec2.ISecurityGroup, optional=True
         )
+        check_backfill(self, backfill)
         if vpc is None and (vpc_subnets is not None or security_groups is not None):
             raise InvalidPropError(
                 self.node.path,
@@ -797,6 +825,12 @@ class SociIndexBuilder(Construct):
                 _nag.repository_finding(self, name),
                 f"image actions are limited to the repositories the builder indexes: {why}",
             )
+        if self.backfill is None:
+            return
+        if "*" in name:
+            self.backfill.allow_repositories_named(arn, _nag.repository_finding(self, name), why)
+        else:
+            self.backfill.allow_repository(arn)
 
     def _make_alarms(
         self, topic: sns.ITopic | None

@@ -69,6 +69,24 @@ def policy_statements(template: dict[str, Any], role_logical_id: str) -> list[di
     ]
 
 
+def repository_arn(name: str) -> dict[str, Any]:
+    """``arn:${Partition}:ecr:${Region}:${Account}:repository/<name>`` as the template writes it."""
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":ecr:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":repository/{name}",
+            ],
+        ]
+    }
+
+
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 

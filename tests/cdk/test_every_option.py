@@ -17,7 +17,13 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from cdk_nag import AwsSolutionsChecks
 from cdk_support import cfn_lint_findings, template_of
-from soci_cdk import SociFargateTask, SociIndexBuilder, SociRepository, SociRepositoryTemplate
+from soci_cdk import (
+    Backfill,
+    SociFargateTask,
+    SociIndexBuilder,
+    SociRepository,
+    SociRepositoryTemplate,
+)
 
 
 def build(stack: Stack) -> None:
@@ -48,6 +54,7 @@ def build(stack: Stack) -> None:
         vpc=vpc,
         vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
         security_groups=[ec2.SecurityGroup(stack, "BuilderGroup", vpc=vpc)],
+        backfill=Backfill(max_age=Duration.days(90), max_images=1000),
     )
     repository = SociRepository(
         stack, "Repository", builder=builder, encryption_key=key, max_image_count=50
@@ -114,6 +121,20 @@ def test_the_constructs_acknowledge_only_their_intended_wildcards(
         (f"AwsSolutions-IAM5[Resource::{arn}team-*/api]", "Everything/Builder/EcrPolicy"),
         (f"AwsSolutions-IAM5[Resource::{arn}team-c/*]", "Everything/Builder/EcrPolicy"),
         (f"AwsSolutions-IAM5[Resource::{arn}team-c/*]", "Everything/Template/CreationPolicy"),
+        # The backfill describes the images of the same repositories, lists repositories
+        # to match the filters, and its Provider invokes its function's versions.
+        (f"AwsSolutions-IAM5[Resource::{arn}team-a/*]", "Everything/Builder/Backfill/EcrPolicy"),
+        (
+            f"AwsSolutions-IAM5[Resource::{arn}*/simulation]",
+            "Everything/Builder/Backfill/EcrPolicy",
+        ),
+        (f"AwsSolutions-IAM5[Resource::{arn}team-*/api]", "Everything/Builder/Backfill/EcrPolicy"),
+        (f"AwsSolutions-IAM5[Resource::{arn}team-c/*]", "Everything/Builder/Backfill/EcrPolicy"),
+        (f"AwsSolutions-IAM5[Resource::{arn}*]", "Everything/Builder/Backfill/EcrPolicy"),
+        (
+            "AwsSolutions-IAM5[Resource::<BuilderBackfillFunction11259204.Arn>:*]",
+            "Everything/Builder/Backfill/ProviderRole/DefaultPolicy",
+        ),
         # In a VPC, Lambda's own managed policy for network interfaces.
         (
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

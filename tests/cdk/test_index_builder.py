@@ -22,6 +22,7 @@ from cdk_support import (
     logical_id,
     new_stack,
     policy_statements,
+    repository_arn,
     resources,
     template_of,
 )
@@ -114,23 +115,6 @@ def built() -> Built:
 
 def getatt(built: Built, construct: Any, attribute: str = "Arn") -> dict[str, Any]:
     return {"Fn::GetAtt": [built.id(construct), attribute]}
-
-
-def repository_arn(name: str) -> dict[str, Any]:
-    return {
-        "Fn::Join": [
-            "",
-            [
-                "arn:",
-                {"Ref": "AWS::Partition"},
-                ":ecr:",
-                {"Ref": "AWS::Region"},
-                ":",
-                {"Ref": "AWS::AccountId"},
-                f":repository/{name}",
-            ],
-        ]
-    }
 
 
 # ------------------------------------------------------------------ rule and queues

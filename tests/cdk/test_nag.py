@@ -11,7 +11,7 @@ import pytest
 from aws_cdk import App, Stack, Validations
 from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
-from soci_cdk import SociFargateTask, SociIndexBuilder, SociRepository
+from soci_cdk import Backfill, SociFargateTask, SociIndexBuilder, SociRepository
 
 DELETE_ANY_REPOSITORY = iam.PolicyStatement(actions=["ecr:DeleteRepository"], resources=["*"])
 
@@ -29,10 +29,12 @@ def violations(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = App(outdir=str(outdir))
     stack = Stack(app, "Test")
-    builder = SociIndexBuilder(stack, "Builder", repositories=[])
+    builder = SociIndexBuilder(stack, "Builder", repositories=[], backfill=Backfill())
     repository = SociRepository(stack, "Repository", builder=builder)
     task = SociFargateTask(stack, "Task", repository=repository)
     builder.function.add_to_role_policy(DELETE_ANY_REPOSITORY)
+    assert builder.backfill is not None
+    builder.backfill.function.add_to_role_policy(DELETE_ANY_REPOSITORY)
     task.execution_role.add_to_principal_policy(DELETE_ANY_REPOSITORY)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     with contextlib.suppress(RuntimeError):  # the synth fails on findings; the report lists them
@@ -60,3 +62,9 @@ def test_a_wildcard_statement_added_to_the_tasks_execution_role_is_reported(
     violations: list[dict[str, Any]],
 ) -> None:
     assert wildcard_findings_under(violations, "Test/Task/") != []
+
+
+def test_a_wildcard_statement_added_to_the_backfill_role_is_reported(
+    violations: list[dict[str, Any]],
+) -> None:
+    assert wildcard_findings_under(violations, "Test/Builder/Backfill/ServiceRole/") != []

@@ -58,6 +58,7 @@ WRONG: dict[tuple[type[Any], str], object] = {
     (SociIndexBuilder, "vpc"): "vpc-0123456789abcdef0",
     (SociIndexBuilder, "vpc_subnets"): ["subnet-0123456789abcdef0"],
     (SociIndexBuilder, "security_groups"): "sg-0123456789abcdef0",
+    (SociIndexBuilder, "backfill"): 100,
     (SociRepository, "builder"): "IndexBuilder",
     (SociRepository, "encryption_key"): "alias/soci",
     (SociRepository, "tag_suffix"): 5,

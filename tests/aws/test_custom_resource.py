@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from soci_indexer import settings, verify
 from soci_indexer.aws.custom_resource import process_is_complete, process_on_event
-from soci_indexer.errors import ImageNotFound, InvalidProperty, NothingToIndex
+from soci_indexer.errors import AuthError, ImageNotFound, InvalidProperty, NothingToIndex
 from soci_indexer.oci.client import RegistryClient
 from support.images import (
     Blob,
@@ -27,6 +27,7 @@ from support.images import (
     push_image,
 )
 from support.lambda_shapes import FakeContext
+from support.proxy import Answer, proxy
 from support.registry import LocalRegistry
 
 pytestmark = pytest.mark.registry
@@ -389,3 +390,50 @@ def test_the_handlers_lambda_resolves_refuse_a_registry_that_is_not_amazon_ecr(
     delete = request("Delete", properties(registry, "cr/lambda"), physical_id=physical_id)
     assert on_event(delete, FakeContext()) == {"PhysicalResourceId": physical_id}
     assert is_complete(delete, FakeContext()) == {"IsComplete": True}
+
+
+# ---- registry failures: worth another poll, or not -------------------------------------------
+
+
+def through(front: str, registry: LocalRegistry) -> Callable[[str], RegistryClient]:
+    client = registry.client(via=front)
+    return lambda host: client
+
+
+def test_a_registry_failing_for_now_is_polled_again_without_a_tag(
+    registry: LocalRegistry,
+) -> None:
+    push(registry, "cr/busy", BIG)
+    event = request("Create", properties(registry, "cr/busy"))
+
+    def busy(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        return Answer(503) if method == "GET" and path.endswith(BIG.digest) else None
+
+    with proxy(registry.host, busy) as front:
+        clients = through(front.host, registry)
+        answer = process_on_event(event, FakeContext(), client_factory=clients)
+        done = process_is_complete(merged(event, answer), FakeContext(), client_factory=clients)
+    assert done == {"IsComplete": False}
+    assert registry.client().head_manifest("cr/busy", "v1-soci") is None
+
+
+def test_a_registry_refusing_a_write_fails_at_once_with_the_status(
+    registry: LocalRegistry,
+) -> None:
+    push(registry, "cr/denied", BIG)
+    event = request("Create", properties(registry, "cr/denied"))
+    denied = b'{"errors": [{"code": "DENIED", "message": "not allowed to push"}]}'
+
+    def refuse_pushes(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        return Answer(403, body=denied) if method in ("POST", "PUT") else None
+
+    with proxy(registry.host, refuse_pushes) as front:
+        clients = through(front.host, registry)
+        answer = process_on_event(event, FakeContext(), client_factory=clients)
+        with pytest.raises(AuthError) as raised:
+            process_is_complete(merged(event, answer), FakeContext(), client_factory=clients)
+    message = str(raised.value)
+    assert message.startswith(f"the registry refused a request for {registry.host}/cr/denied:v1")
+    assert "HTTP 403" in message
+    assert "DENIED: not allowed to push" in message
+    assert "\n" not in message

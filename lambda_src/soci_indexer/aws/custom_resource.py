@@ -263,6 +263,7 @@ def process_on_event(
         return {"PhysicalResourceId": physical_id}
     props = parse_properties(event.get("ResourceProperties"))
     client = _deadline_client(client_factory(props.registry), context)
+    started = time.monotonic()
     try:
         source = client.head_manifest(props.repository, props.reference)
         if source is None:
@@ -272,7 +273,7 @@ def process_on_event(
             client, props.target_repository, props.pinned(source), props.options
         )
     except SociError as exc:
-        raise _permanent(exc, props) from None
+        raise _permanent(exc, props, time.monotonic() - started) from None
     if found is None:
         LOGGER.info("SOCI-enabled image missing: is_complete builds it", physical_id=physical_id)
         return {"PhysicalResourceId": physical_id}
@@ -399,7 +400,7 @@ def _worth_retry(error: RegistryError) -> bool:
     return error.status is None or error.status in _TRANSIENT
 
 
-def _permanent(error: SociError, props: Properties) -> SociError:
+def _permanent(error: SociError, props: Properties, seconds: float = 0.0) -> SociError:
     """The error to raise: typed as the problem it is, one line that says what to do."""
     image = f"{props.registry}/{props.repository}:{props.reference}".replace(":sha256:", "@sha256:")
     message = str(error)
@@ -411,7 +412,10 @@ def _permanent(error: SociError, props: Properties) -> SociError:
     elif isinstance(error, TagMoved):
         message = f"{message}; deploy again"
     elif isinstance(error, DeadlineExceeded):
-        message = f"{image}: timed out: {message}"
+        message = (
+            f"{image}: timed out after {seconds:.1f} s reading its manifests ({message}): "
+            "deploy again, and check the registry if it persists"
+        )
     elif isinstance(error, RegistryError):
         status = f"HTTP {error.status}" if error.status else "no answer"
         message = f"the registry refused a request for {image} ({status}): {message}"

@@ -125,7 +125,12 @@ def deploy(
     registry: LocalRegistry, event: dict[str, Any], observer: LayerReads | None = None
 ) -> tuple[dict[str, object], dict[str, object]]:
     """on_event, then is_complete once: both answers."""
-    clients = factory(registry, observer)
+    return deploy_with(factory(registry, observer), event)
+
+
+def deploy_with(
+    clients: Callable[[str], RegistryClient], event: dict[str, Any]
+) -> tuple[dict[str, object], dict[str, object]]:
     answer = process_on_event(event, FakeContext(), client_factory=clients)
     done = process_is_complete(merged(event, answer), FakeContext(), client_factory=clients)
     return answer, done
@@ -410,9 +415,7 @@ def test_a_registry_failing_for_now_is_polled_again_without_a_tag(
         return Answer(503) if method == "GET" and path.endswith(BIG.digest) else None
 
     with proxy(registry.host, busy) as front:
-        clients = through(front.host, registry)
-        answer = process_on_event(event, FakeContext(), client_factory=clients)
-        done = process_is_complete(merged(event, answer), FakeContext(), client_factory=clients)
+        _, done = deploy_with(through(front.host, registry), event)
     assert done == {"IsComplete": False}
     assert registry.client().head_manifest("cr/busy", "v1-soci") is None
 

@@ -435,19 +435,27 @@ class RegistryClient:
         if chunk_size:
             for offset in range(0, len(data), chunk_size):
                 piece = data[offset : offset + chunk_size]
-                patched = self._call(
-                    "PATCH",
-                    location,
-                    scope=scope,
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{offset}-{offset + len(piece) - 1}",
-                    },
-                    body=piece,
-                    ok=(202,),
-                )
-                location = self._location(patched, repository)
+                location = self._patch(location, scope, repository, offset, piece)
             data = b""
+        self._close_upload(location, scope, digest, data)
+
+    def _patch(self, location: str, scope: str, repository: str, offset: int, piece: bytes) -> str:
+        """Send one part of an upload; returns where the next request goes."""
+        patched = self._call(
+            "PATCH",
+            location,
+            scope=scope,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{offset}-{offset + len(piece) - 1}",
+            },
+            body=piece,
+            ok=(202,),
+        )
+        return self._location(patched, repository)
+
+    def _close_upload(self, location: str, scope: str, digest: str, data: bytes) -> None:
+        """The closing PUT (with the last bytes, if any): the registry checks the digest."""
         self._call(
             "PUT",
             _with_query(location, digest=digest),
@@ -475,26 +483,8 @@ class RegistryClient:
         for offset in range(0, total, UPLOAD_PART_SIZE):
             end = min(offset + UPLOAD_PART_SIZE, total)
             piece = self.get_blob_range(from_repository, digest, offset, end)
-            patched = self._call(
-                "PATCH",
-                location,
-                scope=scope,
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset}-{end - 1}",
-                },
-                body=piece,
-                ok=(202,),
-            )
-            location = self._location(patched, repository)
-        self._call(
-            "PUT",
-            _with_query(location, digest=digest),
-            scope=scope,
-            headers={"Content-Type": "application/octet-stream"},
-            body=b"",
-            ok=(201,),
-        )
+            location = self._patch(location, scope, repository, offset, piece)
+        self._close_upload(location, scope, digest, b"")
 
     def _cancel_upload(self, location: str, repository: str) -> None:
         """Abandon an upload session; a registry that will not is left to expire it."""

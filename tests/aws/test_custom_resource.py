@@ -10,13 +10,21 @@ Expected digests come from the test images and from what the registry serves.
 from __future__ import annotations
 
 import importlib
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from soci_indexer import settings, verify
 from soci_indexer.aws.custom_resource import process_is_complete, process_on_event
-from soci_indexer.errors import AuthError, ImageNotFound, InvalidProperty, NothingToIndex
+from soci_indexer.errors import (
+    AuthError,
+    DeadlineExceeded,
+    ImageNotFound,
+    InvalidProperty,
+    NothingToIndex,
+)
 from soci_indexer.oci.client import RegistryClient
 from support.images import (
     Blob,
@@ -440,3 +448,22 @@ def test_a_registry_refusing_a_write_fails_at_once_with_the_status(
     assert "HTTP 403" in message
     assert "DENIED: not allowed to push" in message
     assert "\n" not in message
+
+
+def test_on_event_out_of_time_fails_saying_after_how_long(registry: LocalRegistry) -> None:
+    push(registry, "cr/slow", BIG)
+    event = request("Create", properties(registry, "cr/slow"))
+
+    def slow(method: str, path: str, headers: dict[str, str]) -> None:
+        if "/manifests/" in path:
+            time.sleep(2.0)  # the answer comes after the invocation's time is up
+
+    with proxy(registry.host, slow) as front, pytest.raises(DeadlineExceeded) as raised:
+        process_on_event(
+            event, FakeContext(remaining_ms=6_000), client_factory=through(front.host, registry)
+        )
+    message = str(raised.value)
+    assert re.match(
+        rf"{registry.host}/cr/slow:v1: timed out after 1\.\d s reading its manifests", message
+    )
+    assert message.endswith("deploy again, and check the registry if it persists")

@@ -7,8 +7,12 @@
    own code path, with the registry client pointed at the local registry;
 4. feed it again: the image is found indexed and nothing is pushed;
 5. verify the SOCI-enabled image the way the snapshotter reads it;
-6. synthesize the CDK app;
-7. print a short report, and stop the registry (also on failure or Ctrl-C).
+6. deploy time: a CloudFormation Create request through the custom resource's
+   ``on_event`` and ``is_complete`` (what ``SociImage`` runs), writing the
+   SOCI-enabled image into another repository, then verify the image its
+   ``ImageUri`` names; a second Create answers at once, reading no layer;
+7. synthesize the CDK app;
+8. print a short report, and stop the registry (also on failure or Ctrl-C).
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "lambda_src")]
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # the handler's JSON logs: problems only
 
-from soci_indexer import verify  # noqa: E402
-from soci_indexer.aws import handler  # noqa: E402
+from soci_indexer import settings, verify  # noqa: E402
+from soci_indexer.aws import custom_resource, handler  # noqa: E402
 from support.images import MIB, PlatformImage, PushedImage, gzip_tar_layer, push_image  # noqa: E402
 from support.registry import LocalRegistry, RegistryUnavailable, running_registry  # noqa: E402
 
 REPOSITORY = "team-a/simulation"
+TARGET_REPOSITORY = "team-a/simulation-lazy"  # where the deploy-time resource writes
 TAG = "v1.4.2"
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
@@ -115,6 +120,51 @@ def invoke(registry: LocalRegistry, event: dict[str, object]) -> tuple[dict[str,
     return answer, len(captured.getvalue().splitlines())
 
 
+def create_request(registry: LocalRegistry) -> dict[str, object]:
+    """A CloudFormation Create request for ``Custom::SociImage``, as the provider passes it."""
+    return {
+        "RequestType": "Create",
+        "RequestId": "demo-create-0001",
+        "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/Simulation/demo",
+        "LogicalResourceId": "SimulationImage",
+        "ResourceType": settings.CUSTOM_RESOURCE_TYPE,
+        "ResponseURL": "https://cloudformation-custom-resource-response.example/demo",
+        "ResourceProperties": {
+            settings.CR_REGISTRY: registry.host,
+            settings.CR_REPOSITORY: REPOSITORY,
+            settings.CR_REFERENCE: TAG,
+            settings.CR_TARGET_REPOSITORY: TARGET_REPOSITORY,
+        },
+    }
+
+
+def deploy(
+    registry: LocalRegistry, layer_gets: list[str]
+) -> tuple[dict[str, object], dict[str, object]]:
+    """on_event, then is_complete until done, as the provider framework polls them;
+    ``layer_gets`` collects the blob GETs (every blob the run read)."""
+
+    def observe(method: str, url: str, status: int) -> None:
+        if method == "GET" and "/blobs/sha256:" in url:
+            layer_gets.append(url)
+
+    client = registry.client(observer=observe)
+    event = create_request(registry)
+    context = DemoContext(deadline=time.monotonic() + 900)
+    with contextlib.redirect_stdout(io.StringIO()):
+        answer = custom_resource.process_on_event(
+            event, context, client_factory=lambda host: client
+        )
+        done: dict[str, object] = {"IsComplete": False}
+        for _ in range(3):
+            done = custom_resource.process_is_complete(
+                {**event, **answer}, context, client_factory=lambda host: client
+            )
+            if done["IsComplete"]:
+                break
+    return answer, done
+
+
 def synth(timer: Timer) -> str:
     cdk = ROOT / "node_modules" / ".bin" / "cdk"
     if not (ROOT / "app.py").exists():
@@ -164,9 +214,37 @@ def demo(registry: LocalRegistry, timer: Timer) -> int:
         report = verify.verify_image(registry.client(), REPOSITORY, output_tag)
     print("\n".join(f"   {line}" for line in verify.describe(report)))
 
+    with timer.step(f"custom resource: Create, SOCI-enabled image into {TARGET_REPOSITORY}"):
+        created, done = deploy(registry, [])
+    data = {**_mapping(created.get("Data")), **_mapping(done.get("Data"))}
+    image_uri = str(data.get(settings.CR_IMAGE_URI, ""))
+    print(f"   on_event answered {json.dumps(created)}")
+    print(f"   is_complete answered IsComplete={done.get('IsComplete')}, ImageUri {image_uri}")
+    if not image_uri:
+        print("demo FAILED: the custom resource gave no ImageUri")
+        return 1
+    with timer.step("verify the image ImageUri names"):
+        deployed = verify.verify_image(
+            registry.client(), TARGET_REPOSITORY, image_uri.rpartition("@")[2]
+        )
+    print(f"   verify {'OK' if deployed.ok else 'FAILED'}: {len(deployed.layers)} layers checked")
+    with timer.step("custom resource: the same Create again"):
+        blob_gets: list[str] = []
+        again, _ = deploy(registry, blob_gets)
+    same = _mapping(again.get("Data")).get(settings.CR_IMAGE_URI) == image_uri
+    print(
+        f"   on_event answered with {'the same' if same else 'ANOTHER'} ImageUri at once, "
+        f"{len(blob_gets)} blobs read (manifests only)"
+    )
+
     synth_result = synth(timer)
     print_report(pushed, answer, report, synth_result, timer)
-    return 0 if report.ok else 1
+    print(f"deploy time      {image_uri}  verify {'OK' if deployed.ok else 'FAILED'}")
+    return 0 if report.ok and deployed.ok and same else 1
+
+
+def _mapping(value: object) -> dict[str, object]:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def print_report(

@@ -128,6 +128,11 @@ class AccountNotAllowed(PermanentError):
     """An event about another account's registry, which this function may not serve."""
 
 
+class InvalidProperty(PermanentError):
+    """A property of the deploy-time custom resource that it cannot use (named in the
+    message with its value and what is expected)."""
+
+
 class NoTimeLeft(SociError):
     """Too little invocation time remains to index an image and still stop cleanly."""
 

@@ -176,17 +176,155 @@ def ensure_soci_image(
     if result.output_reference is None:
         raise NothingToIndex(
             f"{name} has nothing SOCI can index: {result.status.value}: {result.reason}"
+            + _layer_problems(result.layers)
         )
-    if options.index_version == "v1":
+    return _ensured(client.host, repository, result, options)
+
+
+def find_soci_image(
+    client: RegistryClient,
+    repository: str,
+    reference: str,
+    options: IndexOptions = IndexOptions(),
+) -> EnsuredImage | None:
+    """The SOCI-enabled image of ``repository:reference`` if it is already there, else None.
+
+    Reads manifests (and SOCI indexes) only, never a layer, and writes nothing:
+    None means ``ensure_soci_image`` would have to build, would find nothing to
+    index, or that the repository has no such image (not yet copied there, say).
+    Raises InvalidReference and RegistryError as ``index_image`` does.
+    """
+    tag, digest = _split_reference(reference)
+    if client.head_manifest(repository, digest or tag) is None:
+        return None
+    result = _Run(client, repository, reference, options, None).find()
+    if result is None or result.output_reference is None:
+        return None
+    return _ensured(client.host, repository, result, options)
+
+
+def _ensured(
+    host: str, repository: str, result: ImageResult, options: IndexOptions
+) -> EnsuredImage:
+    if options.index_version == "v1" or result.output_reference is None:
         soci_digest = result.source_digest
     else:
         soci_digest = result.output_reference.rpartition("@")[2]
     return EnsuredImage(
         source_digest=result.source_digest,
         soci_digest=soci_digest,
-        reference=f"{client.host}/{repository}@{soci_digest}",
+        reference=f"{host}/{repository}@{soci_digest}",
         built=result.status is ImageStatus.INDEXED,
     )
+
+
+def _layer_problems(layers: Iterable[LayerOutcome], most: int = 3) -> str:
+    """``"; layer sha256:... skipped-corrupt: why"`` for the layers that could not be read
+    (corrupt or unsupported; too-small ones are counted in the reason already)."""
+    bad = [
+        layer for layer in layers if layer.status in (LayerStatus.CORRUPT, LayerStatus.UNSUPPORTED)
+    ]
+    unique = list({layer.digest: layer for layer in bad}.values())
+    text = "".join(
+        f"; layer {layer.digest} {layer.status.value}: {layer.reason}" for layer in unique[:most]
+    )
+    if len(unique) > most:
+        text += f"; and {len(unique) - most} more"
+    return text
+
+
+# ---- copying an image into another repository ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CopiedImage:
+    digest: str  # the image copied: the same digest in both repositories
+    mounted: int = 0  # blobs the registry linked across repositories (no byte sent)
+    streamed: int = 0  # blobs read and uploaded because the registry would not mount them
+    present: int = 0  # blobs (and, when the image was there already, manifests) already there
+
+
+def copy_image(
+    client: RegistryClient,
+    repository: str,
+    reference: str,
+    target_repository: str,
+    *,
+    deadline: float | None = None,
+) -> CopiedImage:
+    """Copy ``repository:reference`` into ``target_repository``, by digest, tagging nothing.
+
+    An index is copied with every manifest it lists (each under its digest), a
+    manifest with its config and layers. Blobs are mounted from ``repository``
+    (the registry links them, no byte travels) or, where the registry declines,
+    streamed across a part at a time. Manifests are written after what they
+    name, the top one last, so the target never holds a manifest whose blobs it
+    lacks; an image the target already has costs one HEAD request. Raises
+    ImageNotFound when ``reference`` is not in ``repository``, ManifestError for a
+    manifest that does not parse, RegistryError (worth a retry) for the rest.
+    """
+    tag, digest = _split_reference(reference)
+    client = client.with_deadline(deadline)
+    found = client.head_manifest(repository, digest or tag)
+    if found is None:
+        raise ImageNotFound(f"{client.host}/{repository}: no image {reference}")
+    if client.head_manifest(target_repository, found) is not None:
+        return CopiedImage(found, present=1)
+    counts: Counter[str] = Counter()
+    _copy_manifest(client, repository, found, target_repository, counts, depth=0)
+    return CopiedImage(found, counts["mounted"], counts["streamed"], counts["present"])
+
+
+def _copy_manifest(
+    client: RegistryClient,
+    repository: str,
+    digest: str,
+    target: str,
+    counts: Counter[str],
+    depth: int,
+) -> None:
+    fetched = client.get_manifest(repository, digest)
+    parsed = manifests.parse_manifest(fetched.data, fetched.media_type)
+    if isinstance(parsed, ImageIndex):
+        if depth > 0:
+            raise ManifestError(f"{repository}@{digest}: an index nested in an index")
+        for child in parsed.manifests:
+            if client.head_manifest(target, child.digest) is None:
+                _copy_manifest(client, repository, child.digest, target, counts, depth + 1)
+            else:
+                counts["present"] += 1
+    else:
+        for blob in (parsed.config, *parsed.layers):
+            if not blob.urls:  # a foreign layer is served from its urls, not the registry
+                counts[client.copy_blob(target, blob.digest, repository)] += 1
+    media_type = fetched.media_type or parsed.media_type or settings.OCI_MANIFEST
+    client.put_manifest(target, digest, fetched.data, media_type)
+
+
+def ensure_soci_image_in(
+    client: RegistryClient,
+    repository: str,
+    reference: str,
+    target_repository: str,
+    options: IndexOptions = IndexOptions(),
+    *,
+    progress: ProgressCallback | None = None,
+) -> EnsuredImage:
+    """``ensure_soci_image`` with the SOCI-enabled image written to another repository.
+
+    The image is copied first (``copy_image``: blobs mounted where the registry
+    allows), then indexed there; the output tag is named after the source tag,
+    ``<tag><suffix>`` (``sha256-<hex><suffix>`` for a digest), so a tag holds it in
+    ``target_repository``. The source repository is only read.
+    """
+    tag, _ = _split_reference(reference)
+    copied = copy_image(client, repository, reference, target_repository, deadline=options.deadline)
+    log.info(
+        "%s copied to %s: %d blobs mounted, %d streamed, %d already there",
+        copied.digest, target_repository, copied.mounted, copied.streamed, copied.present,
+    )  # fmt: skip
+    pinned = f"{tag}@{copied.digest}" if tag else copied.digest
+    return ensure_soci_image(client, target_repository, pinned, options, progress=progress)
 
 
 # ---- what a run works on -------------------------------------------------------------------
@@ -246,13 +384,7 @@ class _Run:
     def run(self) -> ImageResult:
         platforms: Sequence[_PlatformImage] = ()
         try:
-            if self.tag and self.tag.endswith(self.options.tag_suffix):
-                raise _Skip(ImageStatus.SOCI_ARTIFACT, f"tag ends in {self.options.tag_suffix!r}")
-            fetched = self.client.get_manifest(self.repository, self.digest or self.tag)
-            self.digest = fetched.digest
-            index, platforms = self._resolve(
-                fetched.data, fetched.media_type or settings.OCI_MANIFEST
-            )
+            index, platforms = self._start()
             return self._index(index, platforms)
         except _Skip as skip:
             log.info("image %s skipped: %s", self._image_name(), skip.reason)
@@ -263,7 +395,25 @@ class _Run:
                 f"{self.output_tag} was not written"
             ) from None
 
+    def find(self) -> ImageResult | None:
+        """The already-indexed result, judged from manifests alone; None when there is
+        none (a build would be needed, or the image has nothing to index)."""
+        try:
+            index, platforms = self._start()
+            if not any(image.candidates for image in platforms):
+                return None
+            return self._already_indexed(index, platforms)
+        except _Skip:
+            return None
+
     # ---- resolving the push ------------------------------------------------------------------
+
+    def _start(self) -> tuple[ImageIndex | None, list[_PlatformImage]]:
+        if self.tag and self.tag.endswith(self.options.tag_suffix):
+            raise _Skip(ImageStatus.SOCI_ARTIFACT, f"tag ends in {self.options.tag_suffix!r}")
+        fetched = self.client.get_manifest(self.repository, self.digest or self.tag)
+        self.digest = fetched.digest
+        return self._resolve(fetched.data, fetched.media_type or settings.OCI_MANIFEST)
 
     def _resolve(
         self, data: bytes, media_type: str
@@ -347,16 +497,9 @@ class _Run:
     def _index(self, index: ImageIndex | None, platforms: list[_PlatformImage]) -> ImageResult:
         if not any(image.candidates for image in platforms):
             raise _Skip(ImageStatus.NO_QUALIFYING_LAYERS, _no_layer_reason(platforms))
-        if self.options.index_version == "v2":
-            existing = self._existing_output(index, platforms)
-        else:
-            existing = self._existing_v1(platforms)
-        if existing is not None:
-            reference, soci_indexes = existing
-            log.info("image %s is already indexed as %s", self._image_name(), reference)
-            return self._result(
-                ImageStatus.ALREADY_INDEXED, reference, (), soci_indexes=soci_indexes
-            )
+        found = self._already_indexed(index, platforms)
+        if found is not None:
+            return found
         self._build_ztocs(platforms)
         indexed = [image for image in platforms if self._ztocs(image)]
         if not indexed:
@@ -365,6 +508,19 @@ class _Run:
         if self.options.index_version == "v1":
             return self._push_v1(platforms, indexed)
         return self._push_v2(index, platforms, indexed)
+
+    def _already_indexed(
+        self, index: ImageIndex | None, platforms: list[_PlatformImage]
+    ) -> ImageResult | None:
+        if self.options.index_version == "v2":
+            existing = self._existing_output(index, platforms)
+        else:
+            existing = self._existing_v1(platforms)
+        if existing is None:
+            return None
+        reference, soci_indexes = existing
+        log.info("image %s is already indexed as %s", self._image_name(), reference)
+        return self._result(ImageStatus.ALREADY_INDEXED, reference, (), soci_indexes=soci_indexes)
 
     def _build_ztocs(self, platforms: Sequence[_PlatformImage]) -> None:
         """Index each distinct candidate layer once, a bounded number at a time."""

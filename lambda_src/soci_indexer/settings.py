@@ -47,7 +47,8 @@ CR_SPAN_SIZE = "SpanSize"  # bytes, decimal
 CR_MIN_LAYER_SIZE = "MinLayerSize"  # bytes, decimal
 CR_PLATFORMS = "Platforms"  # list of "os/arch[/variant]"; empty: all
 CR_TAG_SUFFIX = "TagSuffix"
-# What the custom resource returns (Fn::GetAtt names); the physical id is CR_IMAGE_URI's value.
+# What the custom resource returns (Fn::GetAtt names). The physical id (Ref) is
+# "<registry>/<target repository>@<source digest>", not the SOCI-enabled image: pin ImageUri.
 CR_IMAGE_URI = "ImageUri"  # "<registry>/<repository>@sha256:<SOCI-enabled image>"
 CR_IMAGE_DIGEST = "ImageDigest"
 CR_SOURCE_DIGEST = "SourceDigest"

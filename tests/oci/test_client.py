@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 from soci_indexer.errors import AuthError, DeadlineExceeded, RegistryError
+from soci_indexer.oci import client as client_module
 from soci_indexer.oci.auth import Credentials, StaticCredentials
 from soci_indexer.oci.client import RegistryClient, RetryPolicy
-from support.proxy import Answer, CutAfter, proxy, self_signed_certificate
+from support.proxy import Answer, CutAfter, Rewrite, proxy, self_signed_certificate
 from support.registry import LocalRegistry, running_registry
 
 BLOB = random.Random(7).randbytes(3 * 1024 * 1024 + 17)
@@ -123,6 +124,47 @@ def test_a_cross_repository_mount_copies_no_bytes(registry: LocalRegistry) -> No
     client.push_blob("client/mounted", BLOB, mount_from="client/source")
     assert [(m, s) for m, _, s in recorder.calls] == [("HEAD", 404), ("POST", 201)]
     assert client.blob_size("client/mounted", BLOB_DIGEST) == len(BLOB)
+
+
+def test_mount_blob_links_a_blob_of_another_repository(registry: LocalRegistry) -> None:
+    registry.client().push_blob("client/mount-from", BLOB)
+    recorder = Recorder()
+    client = registry.client(observer=recorder)
+    assert client.mount_blob("client/mount-to", BLOB_DIGEST, "client/mount-from")
+    assert [(m, s) for m, _, s in recorder.calls] == [("POST", 201)]
+    assert client.get_blob("client/mount-to", BLOB_DIGEST) == BLOB
+
+
+def test_copy_blob_mounts_when_the_registry_can(registry: LocalRegistry) -> None:
+    registry.client().push_blob("client/copy-from", BLOB)
+    recorder = Recorder()
+    client = registry.client(observer=recorder)
+    assert client.copy_blob("client/copy-to", BLOB_DIGEST, "client/copy-from") == "mounted"
+    assert "PATCH" not in recorder.methods()
+    assert client.copy_blob("client/copy-to", BLOB_DIGEST, "client/copy-from") == "present"
+
+
+def test_copy_blob_streams_the_blob_across_when_the_registry_declines_the_mount(
+    registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy drops the mount query, so the registry opens a plain upload session (202),
+    as a registry that will not mount does; the client cancels it and streams the blob."""
+    monkeypatch.setattr(client_module, "UPLOAD_PART_SIZE", 1024 * 1024)
+    registry.client().push_blob("client/decline-from", BLOB)
+
+    def decline(method: str, path: str, headers: dict[str, str]) -> Rewrite | None:
+        return Rewrite(path.partition("?")[0]) if "mount=" in path else None
+
+    recorder = Recorder()
+    with proxy(registry.host, decline) as front:
+        client = registry.client(observer=recorder, via=front.host)
+        how = client.copy_blob("client/decline-to", BLOB_DIGEST, "client/decline-from")
+    assert how == "streamed"
+    methods = recorder.methods()
+    assert methods.count("DELETE") == 1  # the declined mount's session, cancelled
+    assert methods.count("PATCH") == 4  # 3 MiB + 17 bytes in 1 MiB parts
+    stored = registry.client().get_blob("client/decline-to", BLOB_DIGEST)
+    assert hashlib.sha256(stored).hexdigest() == BLOB_DIGEST.removeprefix("sha256:")
 
 
 def test_a_range_read_returns_exactly_the_bytes_asked_for(registry: LocalRegistry) -> None:

@@ -3,9 +3,9 @@
 docker-registry never answers 429, never drops a connection mid-blob, never
 stalls and has no token service. This proxy forwards everything to it
 unchanged, streaming bodies, except what a test's ``hook`` decides to answer
-itself (``Answer``) or to break (``CutAfter``). Every exchange is recorded
-with the status the client saw, so tests can check what was asked, in which
-order, and how it ended.
+itself (``Answer``), to break (``CutAfter``) or to send elsewhere (``Rewrite``).
+Every exchange is recorded with the status the client saw, so tests can check
+what was asked, in which order, and how it ended.
 """
 
 from __future__ import annotations
@@ -55,7 +55,15 @@ class CutAfter:
     stall_seconds: float = 0.0
 
 
-Action = Answer | CutAfter | None
+@dataclass(frozen=True)
+class Rewrite:
+    """Forward the request to ``path`` (with its query) instead of the path asked for: a
+    registry that ignores part of a request, such as a mount it will not do."""
+
+    path: str
+
+
+Action = Answer | CutAfter | Rewrite | None
 Hook = Callable[[str, str, dict[str, str]], Action]
 
 
@@ -113,6 +121,9 @@ def _handler_class(
             action = hook(self.command, self.path, headers)
             if isinstance(action, Answer):
                 self._answer(action)
+            elif isinstance(action, Rewrite):
+                self.path = action.path
+                self._forward(headers, body, None)
             else:
                 self._forward(headers, body, action)
 

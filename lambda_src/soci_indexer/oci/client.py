@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 1024 * 1024
 MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what registries themselves accept
+# A blob copied by streaming goes up in PATCH parts of this size (ECR wants at least 5 MiB
+# in every part but the last): the most of it held in memory at once.
+UPLOAD_PART_SIZE = 8 * 1024 * 1024
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _REPEATABLE = frozenset({"GET", "HEAD", "PUT"})  # requests whose repetition changes nothing
@@ -366,6 +369,46 @@ class RegistryClient:
             self._upload(repository, data, digest, mount_from, chunk_size)
         return digest
 
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Ask the registry to link ``digest`` of ``from_repository`` into ``repository``
+        without a byte of it being sent (the distribution spec's cross-repository mount).
+
+        True when mounted (201). False when the registry declined (202: it may not
+        support mounts, or not between these repositories) and opened an upload
+        session instead; that session is cancelled, and the caller copies the blob.
+        """
+        reply = self._call(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
+            scope=f"{_scope(repository, push=True)} {_scope(from_repository)}",
+            ok=(201, 202),
+        )
+        if reply.status == 201:
+            return True
+        location = reply.headers.get("location")
+        if location:
+            self._cancel_upload(location, repository)
+        return False
+
+    def copy_blob(self, repository: str, digest: str, from_repository: str) -> str:
+        """Make ``repository`` hold blob ``digest`` of ``from_repository``; returns how.
+
+        ``"present"`` when it already had it, ``"mounted"`` when the registry linked
+        it (no byte sent), ``"streamed"`` when it had to be read and uploaded, a part
+        of ``UPLOAD_PART_SIZE`` at a time (never whole in memory). The registry
+        checks the digest of what it received before it keeps the blob.
+        """
+        if self.blob_size(repository, digest) is not None:
+            return "present"
+        if self.mount_blob(repository, digest, from_repository):
+            return "mounted"
+        try:
+            self._upload_stream(repository, digest, from_repository)
+        except RegistryError as exc:
+            log.info("copy of %s to %s failed (%s); starting over", digest, repository, exc)
+            self._upload_stream(repository, digest, from_repository)
+        return "streamed"
+
     def ping(self) -> None:
         """``GET /v2/``: the registry answers (authenticating if it asks)."""
         self._call("GET", "/v2/", scope="")
@@ -392,19 +435,27 @@ class RegistryClient:
         if chunk_size:
             for offset in range(0, len(data), chunk_size):
                 piece = data[offset : offset + chunk_size]
-                patched = self._call(
-                    "PATCH",
-                    location,
-                    scope=scope,
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{offset}-{offset + len(piece) - 1}",
-                    },
-                    body=piece,
-                    ok=(202,),
-                )
-                location = self._location(patched, repository)
+                location = self._patch(location, scope, repository, offset, piece)
             data = b""
+        self._close_upload(location, scope, digest, data)
+
+    def _patch(self, location: str, scope: str, repository: str, offset: int, piece: bytes) -> str:
+        """Send one part of an upload; returns where the next request goes."""
+        patched = self._call(
+            "PATCH",
+            location,
+            scope=scope,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{offset}-{offset + len(piece) - 1}",
+            },
+            body=piece,
+            ok=(202,),
+        )
+        return self._location(patched, repository)
+
+    def _close_upload(self, location: str, scope: str, digest: str, data: bytes) -> None:
+        """The closing PUT (with the last bytes, if any): the registry checks the digest."""
         self._call(
             "PUT",
             _with_query(location, digest=digest),
@@ -413,6 +464,34 @@ class RegistryClient:
             body=data,
             ok=(201,),
         )
+
+    def _upload_stream(self, repository: str, digest: str, from_repository: str) -> None:
+        """Upload blob ``digest`` of ``from_repository`` a part at a time: each part read
+        with a Range request, then sent as one PATCH; the closing PUT names the digest.
+        (Whole requests, one after the other: a blob stream held open on the connection
+        would be in the way of the PATCH on the same registry.)"""
+        total = self.blob_size(from_repository, digest)
+        if total is None:
+            raise RegistryError(
+                f"blob {digest} is not in {from_repository}, so it cannot be copied",
+                status=404,
+                url=self._url(from_repository, "blobs", digest),
+            )
+        scope = _scope(repository, push=True)
+        started = self._call("POST", f"/v2/{repository}/blobs/uploads/", scope=scope, ok=(202,))
+        location = self._location(started, repository)
+        for offset in range(0, total, UPLOAD_PART_SIZE):
+            end = min(offset + UPLOAD_PART_SIZE, total)
+            piece = self.get_blob_range(from_repository, digest, offset, end)
+            location = self._patch(location, scope, repository, offset, piece)
+        self._close_upload(location, scope, digest, b"")
+
+    def _cancel_upload(self, location: str, repository: str) -> None:
+        """Abandon an upload session; a registry that will not is left to expire it."""
+        try:
+            self._call("DELETE", location, scope=_scope(repository, push=True), ok=(204, 404))
+        except RegistryError as exc:
+            log.info("upload session in %s not cancelled (%s); it will expire", repository, exc)
 
     def _location(self, reply: Reply, repository: str) -> str:
         location = reply.headers.get("location")

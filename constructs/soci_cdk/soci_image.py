@@ -371,7 +371,7 @@ class SociImage(Construct):
             f"{scope.node.path}/{id}", "asset", asset, ecr_assets.DockerImageAsset
         )
         image = cls(scope, id, repository=asset.repository, tag=asset.image_tag, **options)
-        if image.index_version == "v1" and image.repository is asset.repository:
+        if image.index_version == "v1" and options.get("target_repository") is None:
             # A v1 SOCI index is an untagged artifact of its own, no index's child.
             Annotations.of(image).add_warning_v2(
                 "soci-fargate:v1-index-may-expire",

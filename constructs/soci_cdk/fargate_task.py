@@ -19,11 +19,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from constructs import Construct
-from soci_indexer import settings
 
 from soci_cdk import _checks, _nag
 from soci_cdk.errors import InvalidPropError
-from soci_cdk.interfaces import ISociRepository
 from soci_cdk.soci_image import SociImage
 
 # What ECS needs to pull the image with the execution role (and ecr:GetAuthorizationToken).
@@ -125,7 +123,9 @@ class SociFargateTask(Construct):
         # The tag the container runs, with ``repository``; None with ``image``.
         self.image_tag: str | None = None
         if repository is not None:
-            self.image_tag = f"{image_tag or 'latest'}{self._suffix(tag_suffix, repository)}"
+            self.image_tag = (
+                f"{image_tag or 'latest'}{_checks.output_tag_suffix(self, tag_suffix, repository)}"
+            )
         self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -193,34 +193,13 @@ class SociFargateTask(Construct):
         if repository is not None:
             _checks.check_instance(self, "repository", repository, ecr.IRepository)
             _checks.check_str(self, "image_tag", image_tag, optional=True)
-            _checks.check_pattern(
-                self,
-                "tag_suffix",
-                tag_suffix,
-                settings.TAG_SUFFIX,
-                settings.TAG_SUFFIX_EXPECTED,
-                optional=True,
-            )
+            _checks.check_tag_suffix(self, tag_suffix)
             return
         for prop, value in (("image_tag", image_tag), ("tag_suffix", tag_suffix)):
             if value is not None:
                 raise InvalidPropError(
                     self.node.path, prop, value, "unset with image (it names its own image)"
                 )
-
-    def _suffix(self, tag_suffix: str | None, repository: ecr.IRepository) -> str:
-        """A ``SociRepository`` knows the suffix its builder writes; another would
-        name a tag that never appears."""
-        if not isinstance(repository, ISociRepository):
-            return settings.DEFAULT_TAG_SUFFIX if tag_suffix is None else tag_suffix
-        if tag_suffix is not None and tag_suffix != repository.tag_suffix:
-            raise InvalidPropError(
-                self.node.path,
-                "tag_suffix",
-                tag_suffix,
-                f"the repository's suffix {repository.tag_suffix!r} or unset",
-            )
-        return repository.tag_suffix
 
     def _check_size(self, cpu: int, memory_limit_mib: int) -> None:
         if _checks.is_token(cpu) or _checks.is_token(memory_limit_mib):

@@ -34,7 +34,6 @@ from soci_indexer import settings
 from soci_cdk import _checks, _nag
 from soci_cdk.errors import InvalidPropError
 from soci_cdk.index_builder import PULL_ACTIONS, PUSH_ACTIONS, RUNTIME, indexer_code
-from soci_cdk.interfaces import ISociRepository
 
 # The provider's construct id on the stack: every SociImage of the stack finds it there.
 PROVIDER_ID = "SociImageProvider"
@@ -322,7 +321,7 @@ class SociImage(Construct):
         target = target_repository
         self.source_repository = repository
         self.repository: ecr.IRepository = target if target is not None else repository
-        self.tag_suffix = self._suffix(tag_suffix)
+        self.tag_suffix = _checks.output_tag_suffix(self, tag_suffix, self.repository)
         reference = tag if tag is not None else digest
         assert reference is not None  # _check: exactly one of them
         if tag is not None and not _checks.is_token(tag):
@@ -429,14 +428,7 @@ class SociImage(Construct):
                 _checks.check_pattern(
                     self, "platforms", platform, settings.PLATFORM, settings.PLATFORM_EXPECTED
                 )
-        _checks.check_pattern(
-            self,
-            "tag_suffix",
-            tag_suffix,
-            settings.TAG_SUFFIX,
-            settings.TAG_SUFFIX_EXPECTED,
-            optional=True,
-        )
+        _checks.check_tag_suffix(self, tag_suffix)
         _checks.check_duration(self, "timeout", timeout, optional=True)
         if isinstance(timeout, Duration):
             _checks.check_whole_number(
@@ -446,21 +438,6 @@ class SociImage(Construct):
                 MIN_TIMEOUT_SECONDS,
                 MAX_TIMEOUT_SECONDS,
             )
-
-    def _suffix(self, tag_suffix: str | None) -> str:
-        """A ``SociRepository`` keeps only its own suffix's tags mutable: another suffix
-        would write tags that can never be rewritten."""
-        output = self.repository
-        if not isinstance(output, ISociRepository):
-            return settings.DEFAULT_TAG_SUFFIX if tag_suffix is None else tag_suffix
-        if tag_suffix is not None and tag_suffix != output.tag_suffix:
-            raise InvalidPropError(
-                self.node.path,
-                "tag_suffix",
-                tag_suffix,
-                f"the output repository's suffix {output.tag_suffix!r} or unset",
-            )
-        return output.tag_suffix
 
     def _check_tag_length(self, tag: str) -> None:
         longest = 128 - len(self.tag_suffix)

@@ -144,7 +144,7 @@ def test_a_target_soci_repository_receives_the_image_with_its_suffix(stack: Stac
     props = template_of(stack)["Resources"][logical_id(stack, image.resource)]["Properties"]
     assert props["TargetRepository"] == {"Ref": logical_id(stack, target)}
     assert props["TagSuffix"] == builder.tag_suffix
-    with pytest.raises(InvalidPropError, match="tag_suffix must be the output repository's"):
+    with pytest.raises(InvalidPropError, match="tag_suffix must be the repository's suffix"):
         SociImage.from_docker_image_asset(
             stack, "Other", asset, target_repository=target, tag_suffix="-lazy"
         )

@@ -5,11 +5,15 @@ from soci_cdk.errors import InvalidPropError
 from soci_cdk.fargate_task import SociFargateTask
 from soci_cdk.index_builder import SociIndexBuilder
 from soci_cdk.repository import SociRepository, SociRepositoryTemplate
+from soci_cdk.soci_image import SociImage, SociImageOptions, SociImageProvider
 
 __all__ = [
     "Backfill",
     "InvalidPropError",
     "SociFargateTask",
+    "SociImage",
+    "SociImageOptions",
+    "SociImageProvider",
     "SociIndexBuilder",
     "SociRepository",
     "SociRepositoryTemplate",

@@ -19,9 +19,12 @@ from collections.abc import Collection
 from typing import Any
 
 from aws_cdk import Duration, Token
+from aws_cdk import aws_ecr as ecr
 from constructs import Construct
+from soci_indexer import settings
 
 from soci_cdk.errors import InvalidPropError
+from soci_cdk.interfaces import ISociRepository
 
 Where = Construct | str
 
@@ -181,3 +184,31 @@ def _type_name(kind: type[Any]) -> str:
     if module == "aws_cdk":
         return f"aws_cdk.{kind.__name__}"
     return kind.__name__
+
+
+def check_tag_suffix(where: Where, value: object) -> None:
+    """``value`` is None or an output tag suffix (``-soci``)."""
+    check_pattern(
+        where,
+        "tag_suffix",
+        value,
+        settings.TAG_SUFFIX,
+        settings.TAG_SUFFIX_EXPECTED,
+        optional=True,
+    )
+
+
+def output_tag_suffix(where: Where, tag_suffix: str | None, repository: ecr.IRepository) -> str:
+    """The suffix of the tags written to ``repository``: a ``SociRepository``'s own (the only
+    tags it keeps mutable, the ones its builder writes), else ``tag_suffix`` or ``-soci``.
+    Another suffix than a ``SociRepository``'s is refused."""
+    if not isinstance(repository, ISociRepository):
+        return settings.DEFAULT_TAG_SUFFIX if tag_suffix is None else tag_suffix
+    if tag_suffix is not None and tag_suffix != repository.tag_suffix:
+        raise InvalidPropError(
+            _path(where),
+            "tag_suffix",
+            tag_suffix,
+            f"the repository's suffix {repository.tag_suffix!r} or unset",
+        )
+    return repository.tag_suffix

@@ -19,11 +19,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from constructs import Construct
-from soci_indexer import settings
 
 from soci_cdk import _checks, _nag
 from soci_cdk.errors import InvalidPropError
-from soci_cdk.interfaces import ISociRepository
+from soci_cdk.soci_image import SociImage
 
 # What ECS needs to pull the image with the execution role (and ecr:GetAuthorizationToken).
 PULL_ACTIONS = (
@@ -44,7 +43,8 @@ _FARGATE_MEMORY = {
 
 
 class SociFargateTask(Construct):
-    """A Fargate task definition running ``repository:<image_tag><tag_suffix>``.
+    """A Fargate task definition running ``repository:<image_tag><tag_suffix>``, or
+    ``image``: a ``SociImage``'s pinned digest, or any ``ecs.ContainerImage``.
 
     With ``schedule`` (which needs ``cluster``), EventBridge Scheduler starts
     it on Fargate platform version 1.4.0, the version that lazy-loads.
@@ -55,8 +55,9 @@ class SociFargateTask(Construct):
         scope: Construct,
         id: str,
         *,
-        repository: ecr.IRepository,
-        image_tag: str = "latest",
+        repository: ecr.IRepository | None = None,
+        image: SociImage | ecs.ContainerImage | None = None,
+        image_tag: str | None = None,
         tag_suffix: str | None = None,
         cpu: int = 1024,
         memory_limit_mib: int = 2048,
@@ -71,8 +72,11 @@ class SociFargateTask(Construct):
         assign_public_ip: bool = False,
     ) -> None:
         """
-        :param repository: where the image and its SOCI-enabled twin live.
-        :param image_tag: the tag pushed by the user. Default: ``latest``.
+        :param repository: where the image and its SOCI-enabled twin live (the push-time
+            builder's output). Give either this or ``image``.
+        :param image: what the container runs: a ``SociImage`` (its SOCI-enabled image,
+            pinned by digest; the execution role may pull it) or an ``ecs.ContainerImage``.
+        :param image_tag: the tag pushed by the user, with ``repository``. Default: ``latest``.
         :param tag_suffix: the builder's suffix. Default: a ``SociRepository``'s
             (its builder's), else ``-soci``.
         :param cpu: task CPU units. Default: 1024 (1 vCPU).
@@ -93,16 +97,7 @@ class SociFargateTask(Construct):
             without NAT need it to reach ECR). Default: False.
         """
         super().__init__(scope, id)
-        _checks.check_instance(self, "repository", repository, ecr.IRepository)
-        _checks.check_str(self, "image_tag", image_tag)
-        _checks.check_pattern(
-            self,
-            "tag_suffix",
-            tag_suffix,
-            settings.TAG_SUFFIX,
-            settings.TAG_SUFFIX_EXPECTED,
-            optional=True,
-        )
+        self._check_image(repository, image, image_tag, tag_suffix)
         _checks.check_whole_number(self, "cpu", cpu, min(_FARGATE_MEMORY))
         _checks.check_whole_number(self, "memory_limit_mib", memory_limit_mib, 1)
         _checks.check_instance(
@@ -125,7 +120,12 @@ class SociFargateTask(Construct):
             raise InvalidPropError(
                 self.node.path, "cluster", None, "an ecs.ICluster when schedule is given"
             )
-        self.image_tag = f"{image_tag}{self._suffix(tag_suffix, repository)}"
+        # The tag the container runs, with ``repository``; None with ``image``.
+        self.image_tag: str | None = None
+        if repository is not None:
+            self.image_tag = (
+                f"{image_tag or 'latest'}{_checks.output_tag_suffix(self, tag_suffix, repository)}"
+            )
         self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -138,22 +138,30 @@ class SociFargateTask(Construct):
             ),
         )
         # Named by URI: the pull rights are granted below, in a policy of their own.
+        container_image = (
+            image.container_image if isinstance(image, SociImage) else image
+        ) or ecs.ContainerImage.from_registry(
+            repository.repository_uri_for_tag(self.image_tag)  # type: ignore[union-attr]
+        )
         self.container = self.task_definition.add_container(
             "Container",
             container_name=container_name,
-            image=ecs.ContainerImage.from_registry(
-                repository.repository_uri_for_tag(self.image_tag)
-            ),
+            image=container_image,
             command=list(command) if command else None,
             logging=ecs.LogDrivers.aws_logs(stream_prefix="task", log_group=self.log_group),
         )
         self.execution_role = self.task_definition.obtain_execution_role()
-        self.pull_policy = _nag.ecr_policy(
-            self,
-            "PullPolicy",
-            self.execution_role,
-            iam.PolicyStatement(actions=list(PULL_ACTIONS), resources=[repository.repository_arn]),
-        )
+        # A SociImage grants its own pull rights when bound; another ContainerImage its own.
+        self.pull_policy: iam.Policy | None = None
+        if repository is not None:
+            self.pull_policy = _nag.ecr_policy(
+                self,
+                "PullPolicy",
+                self.execution_role,
+                iam.PolicyStatement(
+                    actions=list(PULL_ACTIONS), resources=[repository.repository_arn]
+                ),
+            )
         # Without a group of their own, runs would land in the VPC's default group,
         # which may have no rule at all (restrictDefaultSecurityGroup): no pull.
         self.security_group: ec2.SecurityGroup | None = None
@@ -166,19 +174,32 @@ class SociFargateTask(Construct):
                 cluster, schedule, vpc_subnets, security_groups, assign_public_ip
             )
 
-    def _suffix(self, tag_suffix: str | None, repository: ecr.IRepository) -> str:
-        """A ``SociRepository`` knows the suffix its builder writes; another would
-        name a tag that never appears."""
-        if not isinstance(repository, ISociRepository):
-            return settings.DEFAULT_TAG_SUFFIX if tag_suffix is None else tag_suffix
-        if tag_suffix is not None and tag_suffix != repository.tag_suffix:
+    def _check_image(
+        self, repository: object, image: object, image_tag: object, tag_suffix: object
+    ) -> None:
+        """Exactly one of ``repository`` and ``image``; the tag props go with ``repository``."""
+        if image is not None and not isinstance(image, SociImage | ecs.ContainerImage):
+            raise InvalidPropError(
+                self.node.path, "image", image, "a SociImage or an aws_ecs.ContainerImage"
+            )
+        if (repository is None) == (image is None):
             raise InvalidPropError(
                 self.node.path,
-                "tag_suffix",
-                tag_suffix,
-                f"the repository's suffix {repository.tag_suffix!r} or unset",
+                "repository/image",
+                (repository, image),
+                "exactly one of repository (the push-time builder's output) and image "
+                "(a SociImage or an ecs.ContainerImage)",
             )
-        return repository.tag_suffix
+        if repository is not None:
+            _checks.check_instance(self, "repository", repository, ecr.IRepository)
+            _checks.check_str(self, "image_tag", image_tag, optional=True)
+            _checks.check_tag_suffix(self, tag_suffix)
+            return
+        for prop, value in (("image_tag", image_tag), ("tag_suffix", tag_suffix)):
+            if value is not None:
+                raise InvalidPropError(
+                    self.node.path, prop, value, "unset with image (it names its own image)"
+                )
 
     def _check_size(self, cpu: int, memory_limit_mib: int) -> None:
         if _checks.is_token(cpu) or _checks.is_token(memory_limit_mib):

@@ -1,5 +1,7 @@
-"""The stack ``app.py`` synthesizes: a SOCI-ready repository, its index builder, and a
-Fargate task that runs the indexed image every five minutes.
+"""The stack ``app.py`` synthesizes: both ways to a SOCI-enabled image, each run by a
+Fargate task every five minutes. Push-time: a SOCI-ready repository and its index
+builder. Deploy-time: a ``SociImage`` of a ``DockerImageAsset`` (``sample_image/``),
+indexed while the stack deploys.
 
 Everything is configured through context values (``cdk.json`` or ``-c key=value``);
 the defaults synthesize as they are, with no AWS credentials and no lookups.
@@ -9,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
@@ -23,6 +27,7 @@ from soci_cdk.errors import InvalidPropError
 from soci_cdk.fargate_task import SociFargateTask
 from soci_cdk.index_builder import SociIndexBuilder
 from soci_cdk.repository import SociRepository
+from soci_cdk.soci_image import SociImage
 
 CONTEXT_REPOSITORY_NAME_FILTERS = "repository_name_filters"
 CONTEXT_TAG_FILTERS = "tag_filters"
@@ -31,6 +36,8 @@ CONTEXT_SCHEDULE = "schedule"
 DEFAULT_IMAGE_TAG = "v1"
 DEFAULT_SCHEDULE = "rate(5 minutes)"
 NO_SCHEDULE = "none"
+# Copied into cdk.out at synth (no Docker); built and pushed by `cdk deploy`.
+SAMPLE_IMAGE_DIRECTORY = Path(__file__).resolve().parent / "sample_image"
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,8 @@ class SociSampleStack(Stack):
         super().__init__(
             scope,
             id,
-            description="soci-fargate sample: push-triggered SOCI indexing and a Fargate task",
+            description="soci-fargate sample: push-time and deploy-time SOCI indexing, "
+            "and a Fargate task for each",
             **kwargs,
         )
         config = SampleSettings.from_context(self.node)
@@ -87,13 +95,30 @@ class SociSampleStack(Stack):
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
         )
+        schedule = _schedule(self, config.schedule)
         self.task = SociFargateTask(
             self,
             "SampleTask",
             repository=self.repository,
             image_tag=config.image_tag,
             cluster=self.cluster,
-            schedule=_schedule(self, config.schedule),
+            schedule=schedule,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            assign_public_ip=True,
+            log_retention=logs.RetentionDays.ONE_WEEK,
+        )
+        # Deploy-time: the image is built and pushed by `cdk deploy` (to the CDK bootstrap
+        # repository), indexed by the custom resource, and run by its digest.
+        self.asset = ecr_assets.DockerImageAsset(
+            self, "SampleImage", directory=str(SAMPLE_IMAGE_DIRECTORY)
+        )
+        self.soci_image = SociImage.from_docker_image_asset(self, "SampleSociImage", self.asset)
+        self.deploy_time_task = SociFargateTask(
+            self,
+            "DeployTimeTask",
+            image=self.soci_image,
+            cluster=self.cluster,
+            schedule=schedule,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
             assign_public_ip=True,
             log_retention=logs.RetentionDays.ONE_WEEK,
@@ -111,7 +136,13 @@ class SociSampleStack(Stack):
             self,
             "SociImage",
             description="The SOCI-enabled image the task runs",
-            value=self.repository.repository_uri_for_tag(self.task.image_tag),
+            value=self.repository.repository_uri_for_tag(self.task.image_tag or ""),
+        )
+        CfnOutput(
+            self,
+            "DeployTimeSociImage",
+            description="The SOCI-enabled image of the sample asset, indexed at deploy time",
+            value=self.soci_image.image_uri,
         )
         CfnOutput(
             self,

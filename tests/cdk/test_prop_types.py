@@ -20,6 +20,7 @@ from cdk_support import new_stack
 from soci_cdk import (
     InvalidPropError,
     SociFargateTask,
+    SociImage,
     SociIndexBuilder,
     SociRepository,
     SociRepositoryTemplate,
@@ -31,6 +32,7 @@ CONSTRUCTS: tuple[type[Any], ...] = (
     SociRepository,
     SociRepositoryTemplate,
     SociFargateTask,
+    SociImage,
 )
 
 # One value of the wrong type per (construct, prop): the mistakes a caller makes.
@@ -80,6 +82,7 @@ WRONG: dict[tuple[type[Any], str], object] = {
     (SociRepositoryTemplate, "immutable_tags"): "no",
     (SociRepositoryTemplate, "max_image_count"): 9.5,
     (SociFargateTask, "repository"): "team-a/app",
+    (SociFargateTask, "image"): "team-a/app:v1",
     (SociFargateTask, "image_tag"): 3,
     (SociFargateTask, "tag_suffix"): 5,
     (SociFargateTask, "cpu"): "1024",
@@ -93,6 +96,16 @@ WRONG: dict[tuple[type[Any], str], object] = {
     (SociFargateTask, "vpc_subnets"): "subnet-0123456789abcdef0",
     (SociFargateTask, "security_groups"): "sg-0123456789abcdef0",
     (SociFargateTask, "assign_public_ip"): "true",
+    (SociImage, "repository"): "team-a/app",
+    (SociImage, "tag"): 1,
+    (SociImage, "digest"): ["sha256:" + "a" * 64],
+    (SociImage, "target_repository"): "team-a/soci",
+    (SociImage, "index_version"): 2,
+    (SociImage, "span_size_bytes"): "4194304",
+    (SociImage, "min_layer_size_bytes"): 1.5,
+    (SociImage, "platforms"): "linux/amd64",
+    (SociImage, "tag_suffix"): 5,
+    (SociImage, "timeout"): 1800,
 }
 
 
@@ -107,6 +120,9 @@ def required_props(construct: type[Any], stack: Stack) -> dict[str, object]:
         return {"repository": ecr.Repository.from_repository_name(stack, "Repo", "team-a/app")}
     if construct is SociRepositoryTemplate:
         return {"prefix": "team-a"}
+    if construct is SociImage:
+        repository = ecr.Repository.from_repository_name(stack, "Repo", "team-a/app")
+        return {"repository": repository, "tag": "v1"}
     return {}
 
 

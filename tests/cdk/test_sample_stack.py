@@ -35,6 +35,7 @@ class Synthesized:
     stack: SociSampleStack
     template: dict[str, Any]
     nag_report: dict[str, Any]
+    outdir: Path
 
 
 def nag_report(outdir: Path) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     except RuntimeError:
         violations = nag_report(outdir)["violations"]
         pytest.fail(f"cdk-nag findings: {json.dumps(violations, indent=1)[:4000]}")
-    return Synthesized(stack, template_of(stack), nag_report(outdir))
+    return Synthesized(stack, template_of(stack), nag_report(outdir), outdir)
 
 
 def test_the_sample_stack_matches_its_snapshot(
@@ -73,15 +74,31 @@ def test_acknowledged_findings_are_the_expected_ones_and_explained(sample: Synth
         (finding["ruleName"], finding["acknowledgedAt"])
         for finding in sample.nag_report["suppressedViolations"]
     }
-    assert acknowledged == {
-        ("AwsSolutions-IAM5[Resource::*]", "SociFargateSample/IndexBuilder/EcrPolicy"),
-        (
-            "AwsSolutions-IAM5[Resource::*]",
-            "SociFargateSample/SampleTask/PullPolicy",
-        ),
+    ecr_login = {
+        "SociFargateSample/IndexBuilder/EcrPolicy",
+        "SociFargateSample/SampleTask/PullPolicy",
+        "SociFargateSample/DeployTimeTask/TaskDefinition/Container/SociImagePull",
+        "SociFargateSample/SociImageProvider/OnEventEcrPolicy",
+        "SociFargateSample/SociImageProvider/IsCompleteEcrPolicy",
+    }
+    framework = {
+        "SociFargateSample/SociImageProvider/FrameworkOnEventRole/DefaultPolicy",
+        "SociFargateSample/SociImageProvider/FrameworkWaiterRole/DefaultPolicy",
+        "SociFargateSample/SociImageProvider/Provider/waiter-state-machine/Role/DefaultPolicy",
+    }
+    assert {path for _, path in acknowledged} == ecr_login | framework
+    assert {rule for rule, _ in acknowledged} == {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<SociImageProviderOnEvent767679A0.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<SociImageProviderIsComplete97E575E0.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<SociImageProviderframeworkisComplete5CDF7F31.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<SociImageProviderframeworkonTimeoutEE45A64E.Arn>:*]",
     }
     for finding in sample.nag_report["suppressedViolations"]:
-        assert "GetAuthorizationToken" in finding["reason"]
+        if finding["acknowledgedAt"] in ecr_login:
+            assert "GetAuthorizationToken" in finding["reason"]
+        else:
+            assert "provider framework" in finding["reason"]
 
 
 def test_cfn_lint_finds_nothing_unexplained(sample: Synthesized) -> None:
@@ -95,42 +112,81 @@ def test_the_sample_builder_indexes_the_sample_repository(sample: Synthesized) -
     ]
 
 
+def container_of(template: dict[str, Any], task: str) -> dict[str, Any]:
+    """The one container of the task definition whose logical id starts with ``task``."""
+    (definition,) = (
+        resource
+        for name, resource in resources(template, "AWS::ECS::TaskDefinition").items()
+        if name.startswith(task)
+    )
+    (container,) = definition["Properties"]["ContainerDefinitions"]
+    return dict(container)
+
+
 def test_the_sample_task_runs_the_soci_enabled_v1_tag(sample: Synthesized) -> None:
-    task = only_resource(sample.template, "AWS::ECS::TaskDefinition")["Properties"]
-    (container,) = task["ContainerDefinitions"]
+    container = container_of(sample.template, "SampleTask")
     assert container["Image"]["Fn::Join"][1][-1] == ":v1-soci"
 
 
 def test_without_context_the_sample_runs_v1_not_a_tag_pushed_twice() -> None:
     """The repository's tags are immutable: ``latest`` could be pushed only once."""
-    task = only_resource(template_of(SociSampleStack(App(), "Bare")), "AWS::ECS::TaskDefinition")
-    (container,) = task["Properties"]["ContainerDefinitions"]
+    container = container_of(template_of(SociSampleStack(App(), "Bare")), "SampleTask")
     assert container["Image"]["Fn::Join"][1][-1] == ":v1-soci"
 
 
-def test_the_sample_task_runs_every_five_minutes(sample: Synthesized) -> None:
-    schedule = only_resource(sample.template, "AWS::Scheduler::Schedule")["Properties"]
-    assert schedule["ScheduleExpression"] == "rate(5 minutes)"
+def test_the_deploy_time_task_runs_the_sample_assets_soci_image_by_digest(
+    sample: Synthesized,
+) -> None:
+    """The image is the custom resource's ImageUri, so CloudFormation orders it after the
+    index; the resource indexes the asset's tag in the asset's repository."""
+    container = container_of(sample.template, "DeployTimeTask")
+    image_resource = logical_id(sample.stack, sample.stack.soci_image.resource)
+    assert container["Image"] == {"Fn::GetAtt": [image_resource, "ImageUri"]}
+    properties = sample.template["Resources"][image_resource]["Properties"]
+    assert properties["Reference"] == sample.stack.asset.image_tag
+    assert properties["Repository"] == {
+        "Fn::Sub": "cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}"
+    }
 
 
-def run_network(template: dict[str, Any]) -> dict[str, Any]:
-    """The network configuration every scheduled run starts with."""
-    schedule = only_resource(template, "AWS::Scheduler::Schedule")["Properties"]
-    network: dict[str, Any] = schedule["Target"]["EcsParameters"]["NetworkConfiguration"]
-    return network["AwsvpcConfiguration"]
+def test_synth_only_copies_the_sample_image_folder(sample: Synthesized) -> None:
+    """No Docker at synth: the image's folder is copied into the assembly, to be built
+    by `cdk deploy` (the assets manifest says how)."""
+    manifest = json.loads((sample.outdir / "SociFargateSample.assets.json").read_text())
+    (image,) = manifest["dockerImages"].values()
+    copied = sample.outdir / image["source"]["directory"]
+    assert (copied / "Dockerfile").read_bytes() == (
+        REPO_ROOT / "constructs/soci_cdk/sample_image/Dockerfile"
+    ).read_bytes()
 
 
-def test_the_sample_runs_security_group_lets_https_out(sample: Synthesized) -> None:
-    (group,) = run_network(sample.template)["SecurityGroups"]
-    egress = sample.template["Resources"][group["Fn::GetAtt"][0]]["Properties"][
-        "SecurityGroupEgress"
+def test_both_sample_tasks_run_every_five_minutes(sample: Synthesized) -> None:
+    schedules = resources(sample.template, "AWS::Scheduler::Schedule").values()
+    assert [s["Properties"]["ScheduleExpression"] for s in schedules] == ["rate(5 minutes)"] * 2
+
+
+def run_networks(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The network configuration of each schedule's runs."""
+    return [
+        schedule["Properties"]["Target"]["EcsParameters"]["NetworkConfiguration"][
+            "AwsvpcConfiguration"
+        ]
+        for schedule in resources(template, "AWS::Scheduler::Schedule").values()
     ]
-    assert any(
-        rule["IpProtocol"] in ("tcp", "-1")
-        and rule.get("FromPort", 0) <= 443 <= rule.get("ToPort", 65535)
-        and rule["CidrIp"] == "0.0.0.0/0"
-        for rule in egress
-    )
+
+
+def test_the_sample_runs_security_groups_let_https_out(sample: Synthesized) -> None:
+    for network in run_networks(sample.template):
+        (group,) = network["SecurityGroups"]
+        egress = sample.template["Resources"][group["Fn::GetAtt"][0]]["Properties"][
+            "SecurityGroupEgress"
+        ]
+        assert any(
+            rule["IpProtocol"] in ("tcp", "-1")
+            and rule.get("FromPort", 0) <= 443 <= rule.get("ToPort", 65535)
+            and rule["CidrIp"] == "0.0.0.0/0"
+            for rule in egress
+        )
 
 
 def default_route(template: dict[str, Any], subnet: dict[str, Any]) -> dict[str, Any]:
@@ -150,14 +206,14 @@ def default_route(template: dict[str, Any], subnet: dict[str, Any]) -> dict[str,
 
 
 def test_the_sample_runs_subnets_reach_the_internet(sample: Synthesized) -> None:
-    network = run_network(sample.template)
     gateways = set(resources(sample.template, "AWS::EC2::InternetGateway"))
-    for subnet in network["Subnets"]:
-        route = default_route(sample.template, subnet)
-        through_gateway = route.get("GatewayId", {}).get("Ref") in gateways
-        assert "NatGatewayId" in route or (
-            through_gateway and network["AssignPublicIp"] == "ENABLED"
-        ), f"no way out from {subnet}"
+    for network in run_networks(sample.template):
+        for subnet in network["Subnets"]:
+            route = default_route(sample.template, subnet)
+            through_gateway = route.get("GatewayId", {}).get("Ref") in gateways
+            assert "NatGatewayId" in route or (
+                through_gateway and network["AssignPublicIp"] == "ENABLED"
+            ), f"no way out from {subnet}"
 
 
 def output_text(sample: Synthesized, name: str) -> str:
@@ -210,8 +266,7 @@ def test_tag_filters_from_context_reach_the_rule(configured: dict[str, Any]) -> 
 
 
 def test_the_image_tag_from_context_is_run(configured: dict[str, Any]) -> None:
-    task = only_resource(configured, "AWS::ECS::TaskDefinition")["Properties"]
-    assert task["ContainerDefinitions"][0]["Image"]["Fn::Join"][1][-1] == ":v3-soci"
+    assert container_of(configured, "SampleTask")["Image"]["Fn::Join"][1][-1] == ":v3-soci"
 
 
 def test_schedule_none_turns_the_schedule_off(configured: dict[str, Any]) -> None:
@@ -226,7 +281,13 @@ def test_a_schedule_that_is_not_an_expression_is_refused() -> None:
 
 @pytest.mark.slow
 def test_the_app_synthesizes_with_the_aws_solutions_checks(tmp_path: Path) -> None:
-    env = {**os.environ, "CDK_OUTDIR": str(tmp_path)}
+    """Without Docker on the PATH: synth copies the sample image's folder, builds nothing."""
+    path = os.pathsep.join(
+        folder
+        for folder in os.environ["PATH"].split(os.pathsep)
+        if not (Path(folder) / "docker").exists()
+    )
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path), "PATH": path}
     subprocess.run(
         [sys.executable, "app.py"], cwd=REPO_ROOT, env=env, check=True, capture_output=True
     )

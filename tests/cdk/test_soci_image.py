@@ -21,6 +21,7 @@ from cdk_support import (
     resources,
     template_of,
 )
+from soci_indexer.aws.custom_resource import parse_properties
 from soci_cdk import (
     InvalidPropError,
     SociFargateTask,
@@ -119,6 +120,45 @@ def test_every_option_reaches_the_resource(stack: Stack) -> None:
         "TagSuffix": "-lazy",
         "ServiceTimeout": "2700",
     }
+
+
+def test_the_handler_accepts_the_properties_the_construct_writes(stack: Stack) -> None:
+    """The construct and ``aws.custom_resource`` agree on every property's name and form."""
+    repository = ecr.Repository(stack, "Repo")
+    target = ecr.Repository(stack, "Target")
+    image = SociImage(
+        stack,
+        "Image",
+        repository=repository,
+        tag="v1",
+        target_repository=target,
+        span_size_bytes=1 << 20,
+        min_layer_size_bytes=0,
+        platforms=["linux/arm64", "linux/arm/v7"],
+        tag_suffix="-lazy",
+    )
+    props = dict(template_of(stack)["Resources"][logical_id(stack, image.resource)]["Properties"])
+    # What CloudFormation substitutes for the intrinsic functions.
+    props.update(
+        ServiceToken="arn:aws:lambda:eu-west-1:123456789012:function:framework-onEvent",
+        Registry="123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+        Repository="test-repo-1a2b",
+        TargetRepository="test-target-3c4d",
+    )
+    parsed = parse_properties(props)
+    assert (parsed.registry, parsed.repository, parsed.reference, parsed.target_repository) == (
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+        "test-repo-1a2b",
+        "v1",
+        "test-target-3c4d",
+    )
+    options = parsed.options
+    assert (options.span_size, options.min_layer_size, options.tag_suffix) == (
+        1 << 20,
+        0,
+        "-lazy",
+    )
+    assert options.platforms == ("linux/arm64", "linux/arm/v7")
 
 
 def test_a_docker_image_asset_is_indexed_in_the_bootstrap_repository_by_its_hash(

@@ -21,7 +21,6 @@ from cdk_support import (
     resources,
     template_of,
 )
-from soci_indexer.aws.custom_resource import parse_properties
 from soci_cdk import (
     InvalidPropError,
     SociFargateTask,
@@ -29,6 +28,7 @@ from soci_cdk import (
     SociIndexBuilder,
     SociRepository,
 )
+from soci_indexer.aws.custom_resource import parse_properties
 
 IMAGE_FOLDER = Path(__file__).resolve().parents[2] / "constructs/soci_cdk/sample_image"
 BOOTSTRAP_REPOSITORY = {

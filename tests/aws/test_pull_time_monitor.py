@@ -1,6 +1,6 @@
 """The pull-time monitor's handler on "ECS Task State Change" events shaped like AWS's examples.
 
-The fixtures (tests/events/task-*.json) follow the example events of the ECS
+The fixtures (tests/events/ecs/task-*.json) follow the example events of the ECS
 documentation ("Amazon ECS task state change events"): ISO 8601 times with
 milliseconds, ``containers[].image`` as the task definition names it and
 ``imageDigest`` once ECS resolved it. Expected durations are the fixtures'
@@ -34,7 +34,7 @@ CONFIG = MonitorConfig(metrics_namespace="Test/PullTimes", service_name="Stack/M
 
 def run(name: str, capsys: pytest.CaptureFixture[str], config: MonitorConfig = CONFIG) -> str:
     capsys.readouterr()
-    process_event(load_event(name), FakeContext(), config=config)
+    process_event(load_event(f"ecs/{name}"), FakeContext(), config=config)
     return capsys.readouterr().out
 
 
@@ -118,7 +118,7 @@ def test_events_that_are_not_a_finished_pull_of_a_running_task_record_no_pull_ti
 def test_a_malformed_event_is_counted_and_logged_in_one_line_not_raised(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    event = load_event("task-running-soci")
+    event = load_event("ecs/task-running-soci")
     event["detail"]["pullStoppedAt"] = "yesterday"
     result = process_event(event, FakeContext(), config=CONFIG)
     out = capsys.readouterr().out
@@ -136,7 +136,7 @@ def test_an_ecr_event_is_not_a_task_event(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_the_handler_returns_what_it_recorded(capsys: pytest.CaptureFixture[str]) -> None:
-    result = pull_time_monitor.handler(load_event("task-running-soci"), FakeContext())
+    result = pull_time_monitor.handler(load_event("ecs/task-running-soci"), FakeContext())
     assert result == {
         "task": "arn:aws:ecs:us-west-2:123456789012:task/sims/0a1b2c3d4e5f40718293a4b5c6d7e8f9",
         "cluster": "sims",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from soci_indexer import settings
@@ -46,6 +47,7 @@ class ImageAction:
     tag: str
     manifest_media_type: str = ""
     artifact_media_type: str = ""
+    time: datetime | None = None  # when ECR sent the event (the push), if it says
 
 
 def parse_image_action(event: object) -> ImageAction:
@@ -72,6 +74,7 @@ def parse_image_action(event: object) -> ImageAction:
         tag=_text(detail, "image-tag"),
         manifest_media_type=_text(detail, "manifest-media-type"),
         artifact_media_type=_text(detail, "artifact-media-type"),
+        time=_time(envelope),
     )
     check_account_id(action.account)
     check_region(action.region)
@@ -153,6 +156,19 @@ def _check_detail(action: ImageAction) -> None:
         raise InvalidEvent(f"image-tag {action.tag!r} is not an image tag")
     if action.digest and not settings.DIGEST_GRAMMAR.fullmatch(action.digest):
         raise InvalidEvent(f"image-digest {action.digest!r} is not a digest")
+
+
+def _time(envelope: Mapping[str, object]) -> datetime | None:
+    text = _text(envelope, "time")
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidEvent(f"time {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise InvalidEvent(f"time {text!r} has no time zone")
+    return moment
 
 
 def _mapping(value: object, what: str) -> Mapping[str, object]:

@@ -543,6 +543,28 @@ class SociIndexBuilder(Construct):
         options.setdefault("statistic", cloudwatch.Stats.AVERAGE)
         return self.metric("BuildSeconds", **options)
 
+    def metric_push_to_soci_seconds(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
+        """Seconds from the push (its event's time) to the written ``<tag><suffix>``, per
+        indexed image, queueing and retries included (median by default)."""
+        options.setdefault("statistic", cloudwatch.Stats.p(50))
+        return self.metric(settings.METRIC_PUSH_TO_SOCI_SECONDS, **options)
+
+    def metric_bytes_indexed_per_second(
+        self, *, period: Duration | None = None, label: str | None = None
+    ) -> cloudwatch.MathExpression:
+        """Compressed bytes indexed per second of building: ``BytesIndexed / BuildSeconds``,
+        both summed over ``period`` (default 5 minutes)."""
+        period = period or Duration.minutes(5)
+        return cloudwatch.MathExpression(
+            expression="bytes / seconds",
+            using_metrics={
+                "bytes": self.metric_bytes_indexed(period=period),
+                "seconds": self.metric_build_seconds(statistic=cloudwatch.Stats.SUM, period=period),
+            },
+            label=label or "Bytes indexed per second",
+            period=period,
+        )
+
     # ---------------------------------------------------------------- building
 
     def _check_types(

@@ -142,3 +142,14 @@ class EcsError(SociError):
 
 class SqsError(SociError):
     """An SQS API call failed, or a record does not say which queue it came from."""
+
+
+# ---- cli: the command line -------------------------------------------------------------------
+
+
+class BadArguments(SociError):
+    """Command-line arguments that cannot be used as given (which values, how many)."""
+
+
+class MissingExtra(SociError):
+    """An optional feature whose package is not installed; the message says what to install."""

@@ -12,12 +12,8 @@ from __future__ import annotations
 import pytest
 from soci_indexer import settings
 from soci_indexer.aws import pull_time_monitor
-from soci_indexer.aws.pull_time_monitor import (
-    MonitorConfig,
-    is_soci_image,
-    load_config,
-    process_event,
-)
+from soci_indexer.aws.pull_time_monitor import MonitorConfig, load_config, process_event
+from soci_indexer.aws.soci_enabled import is_soci_image
 from soci_indexer.errors import ConfigurationError
 from support.lambda_shapes import (
     FakeContext,

@@ -25,13 +25,14 @@ event is not the RUNNING one: a STOPPED event of a task already counted),
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
 from soci_indexer import settings
+from soci_indexer.aws.soci_enabled import is_soci_image
 from soci_indexer.aws.telemetry import Logger, Metrics, Unit, logging_level
 from soci_indexer.errors import ConfigurationError, InvalidEvent
 
@@ -136,31 +137,7 @@ def load_config(environ: Mapping[str, str]) -> MonitorConfig:
     return MonitorConfig(suffix, frozenset(filter(None, digests)), namespace, service, level)
 
 
-# ---- The SOCI decision: shared with ``soci-indexer pull-times --compare`` ---------------------
-
-
-def reference_tag(image: str) -> str:
-    """The tag of an image reference (``repo:tag``, ``host:5000/repo:tag@sha256:...``), or ""."""
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.rpartition(":")[2] if ":" in last else ""
-
-
-def reference_digest(image: str) -> str:
-    """The digest an image reference is pinned to (``repo@sha256:...``), or ""."""
-    return image.partition("@")[2]
-
-
-def is_soci_image(
-    image: str, digest: str, tag_suffix: str, soci_digests: Collection[str] = ()
-) -> bool:
-    """Whether a container's image is a SOCI-enabled one, judged from its reference alone:
-    its tag ends with ``tag_suffix``, or its digest (pinned, or resolved by ECS) is listed."""
-    tag = reference_tag(image)
-    if tag.endswith(tag_suffix) and tag != tag_suffix:
-        return True
-    pinned = reference_digest(image)
-    return bool((pinned and pinned in soci_digests) or (digest and digest in soci_digests))
+# ---- The SOCI decision ------------------------------------------------------------------------
 
 
 def runs_soci(event: TaskEvent, config: MonitorConfig) -> bool:

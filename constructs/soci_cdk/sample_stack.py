@@ -19,9 +19,11 @@ from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct, Node
 
 from soci_cdk import _checks
+from soci_cdk.dashboard import SociDashboard
 from soci_cdk.errors import InvalidPropError
 from soci_cdk.fargate_task import SociFargateTask
 from soci_cdk.index_builder import SociIndexBuilder
+from soci_cdk.pull_time_monitor import PullTimeMonitor
 from soci_cdk.repository import SociRepository
 
 CONTEXT_REPOSITORY_NAME_FILTERS = "repository_name_filters"
@@ -97,6 +99,13 @@ class SociSampleStack(Stack):
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
             assign_public_ip=True,
             log_retention=logs.RetentionDays.ONE_WEEK,
+        )
+        # The win, measured: every task's pull time, SOCI-enabled or plain, on a dashboard.
+        self.monitor = PullTimeMonitor(
+            self, "PullTimes", clusters=[self.cluster], builder=self.builder
+        )
+        self.dashboard = SociDashboard(
+            self, "Dashboard", monitor=self.monitor, builder=self.builder
         )
         self._add_outputs(config)
 

@@ -89,10 +89,32 @@ def test_cfn_lint_finds_nothing_unexplained(sample: Synthesized) -> None:
 
 
 def test_the_sample_builder_indexes_the_sample_repository(sample: Synthesized) -> None:
-    rule = only_resource(sample.template, "AWS::Events::Rule")["Properties"]
+    rule = rule_of(sample.template, "aws.ecr")["Properties"]
     assert rule["EventPattern"]["detail"]["repository-name"] == [
         {"Ref": logical_id(sample.stack, sample.stack.repository)}
     ]
+
+
+def rule_of(template: dict[str, Any], source: str) -> dict[str, Any]:
+    """The one rule of the template on events of ``source`` (aws.ecr: the builder's)."""
+    (rule,) = [
+        rule
+        for rule in resources(template, "AWS::Events::Rule").values()
+        if rule["Properties"]["EventPattern"]["source"] == [source]
+    ]
+    return rule
+
+
+def test_the_sample_monitor_records_the_pull_times_of_the_sample_cluster(
+    sample: Synthesized,
+) -> None:
+    rule = rule_of(sample.template, "aws.ecs")["Properties"]
+    assert rule["EventPattern"]["detail"]["clusterArn"] == [
+        {"Fn::GetAtt": [logical_id(sample.stack, sample.stack.cluster), "Arn"]}
+    ]
+    dashboard = json.dumps(only_resource(sample.template, "AWS::CloudWatch::Dashboard"))
+    assert "PullSeconds" in dashboard
+    assert "PushToSociSeconds" in dashboard
 
 
 def test_the_sample_task_runs_the_soci_enabled_v1_tag(sample: Synthesized) -> None:
@@ -198,13 +220,13 @@ def configured() -> dict[str, Any]:
 
 
 def test_repository_filters_from_context_reach_the_rule(configured: dict[str, Any]) -> None:
-    rule = only_resource(configured, "AWS::Events::Rule")["Properties"]
+    rule = rule_of(configured, "aws.ecr")["Properties"]
     names = rule["EventPattern"]["detail"]["repository-name"]
     assert [name for name in names if "Ref" not in name] == [{"prefix": "team-a/"}, "team-b/api"]
 
 
 def test_tag_filters_from_context_reach_the_rule(configured: dict[str, Any]) -> None:
-    rule = only_resource(configured, "AWS::Events::Rule")["Properties"]
+    rule = rule_of(configured, "aws.ecr")["Properties"]
     tags = {json.dumps(branch["image-tag"]) for branch in rule["EventPattern"]["detail"]["$or"]}
     assert tags == {json.dumps([{"prefix": "v"}])}
 

@@ -25,7 +25,14 @@ from soci_indexer import settings
 
 from soci_cdk import _checks
 from soci_cdk.errors import InvalidPropError
-from soci_cdk.index_builder import RUNTIME, MetricOptions, default_service_name, indexer_code
+from soci_cdk.index_builder import (
+    RUNTIME,
+    MetricOptions,
+    check_metric_names,
+    default_service_name,
+    indexer_code,
+    service_metric,
+)
 from soci_cdk.interfaces import ISociIndexBuilder
 
 HANDLER = settings.PULL_TIME_MONITOR_HANDLER
@@ -160,34 +167,13 @@ class PullTimeMonitor(Construct):
             _checks.check_pattern(
                 self, "soci_image_digests", digest, settings.DIGEST, DIGEST_EXPECTED
             )
-        _checks.check_pattern(
-            self,
-            "metrics_namespace",
-            self.metrics_namespace,
-            settings.METRICS_NAMESPACE,
-            "a CloudWatch namespace: " + settings.METRICS_NAMESPACE_EXPECTED,
-        )
-        _checks.check_pattern(
-            self,
-            "service_name",
-            self.service_name,
-            settings.SERVICE_NAME,
-            settings.SERVICE_NAME_EXPECTED,
-        )
+        check_metric_names(self, self.metrics_namespace, self.service_name)
 
     # ----------------------------------------------------------------- metrics
 
     def metric(self, metric_name: str, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """One of the monitor's EMF metrics, under its ``service`` dimension (sum, 5 minutes)."""
-        options["dimensions_map"] = {
-            "service": self.service_name,
-            **options.get("dimensions_map", {}),
-        }
-        options.setdefault("statistic", cloudwatch.Stats.SUM)
-        options.setdefault("period", Duration.minutes(5))
-        return cloudwatch.Metric(
-            namespace=self.metrics_namespace, metric_name=metric_name, **options
-        )
+        return service_metric(self.metrics_namespace, self.service_name, metric_name, options)
 
     def metric_pull_seconds(
         self,

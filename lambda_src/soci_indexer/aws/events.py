@@ -17,6 +17,7 @@ from enum import StrEnum
 from soci_indexer import settings
 from soci_indexer.aws.ecr import ACCOUNT, check_region, is_repository_name
 from soci_indexer.aws.ecr import check_account as check_account_id
+from soci_indexer.aws.event_time import parse_event_time
 from soci_indexer.errors import AccountNotAllowed, InvalidEvent
 
 
@@ -74,7 +75,7 @@ def parse_image_action(event: object) -> ImageAction:
         tag=_text(detail, "image-tag"),
         manifest_media_type=_text(detail, "manifest-media-type"),
         artifact_media_type=_text(detail, "artifact-media-type"),
-        time=_time(envelope),
+        time=parse_event_time(_text(envelope, "time"), "time"),
     )
     check_account_id(action.account)
     check_region(action.region)
@@ -156,19 +157,6 @@ def _check_detail(action: ImageAction) -> None:
         raise InvalidEvent(f"image-tag {action.tag!r} is not an image tag")
     if action.digest and not settings.DIGEST_GRAMMAR.fullmatch(action.digest):
         raise InvalidEvent(f"image-digest {action.digest!r} is not a digest")
-
-
-def _time(envelope: Mapping[str, object]) -> datetime | None:
-    text = _text(envelope, "time")
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidEvent(f"time {text!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise InvalidEvent(f"time {text!r} has no time zone")
-    return moment
 
 
 def _mapping(value: object, what: str) -> Mapping[str, object]:

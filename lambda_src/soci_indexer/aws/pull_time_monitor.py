@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from soci_indexer import settings
+from soci_indexer.aws.event_time import parse_event_time
 from soci_indexer.aws.soci_enabled import is_soci_image
 from soci_indexer.aws.telemetry import Logger, Metrics, Unit, logging_level
 from soci_indexer.errors import ConfigurationError, InvalidEvent
@@ -197,16 +198,7 @@ def _text(fields: Mapping[str, object], key: str, *, required: bool = False) -> 
 
 
 def _moment(fields: Mapping[str, object], key: str) -> datetime | None:
-    text = _text(fields, key)
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidEvent(f"{key} is not an ISO 8601 time: {text!r}") from None
-    if moment.tzinfo is None:
-        raise InvalidEvent(f"{key} has no time zone: {text!r}")
-    return moment
+    return parse_event_time(_text(fields, key), key)
 
 
 # ---- The entry point -------------------------------------------------------------------------

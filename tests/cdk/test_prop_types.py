@@ -19,6 +19,8 @@ from aws_cdk import aws_ecr as ecr
 from cdk_support import new_stack
 from soci_cdk import (
     InvalidPropError,
+    PullTimeMonitor,
+    SociDashboard,
     SociFargateTask,
     SociIndexBuilder,
     SociRepository,
@@ -31,6 +33,8 @@ CONSTRUCTS: tuple[type[Any], ...] = (
     SociRepository,
     SociRepositoryTemplate,
     SociFargateTask,
+    PullTimeMonitor,
+    SociDashboard,
 )
 
 # One value of the wrong type per (construct, prop): the mistakes a caller makes.
@@ -92,6 +96,16 @@ WRONG: dict[tuple[type[Any], str], object] = {
     (SociFargateTask, "vpc_subnets"): "subnet-0123456789abcdef0",
     (SociFargateTask, "security_groups"): "sg-0123456789abcdef0",
     (SociFargateTask, "assign_public_ip"): "true",
+    (PullTimeMonitor, "clusters"): "sims",
+    (PullTimeMonitor, "builder"): "IndexBuilder",
+    (PullTimeMonitor, "tag_suffix"): 5,
+    (PullTimeMonitor, "soci_image_digests"): "sha256:" + "0" * 64,
+    (PullTimeMonitor, "metrics_namespace"): None,
+    (PullTimeMonitor, "service_name"): 7,
+    (PullTimeMonitor, "log_retention"): 30,
+    (SociDashboard, "monitor"): "PullTimes",
+    (SociDashboard, "builder"): "IndexBuilder",
+    (SociDashboard, "dashboard_name"): 5,
 }
 
 

@@ -193,3 +193,12 @@ def test_bad_configuration_names_every_variable_in_one_error() -> None:
         settings.ENV_SOCI_DIGESTS,
         settings.ENV_METRICS_NAMESPACE,
     ]
+
+
+def test_the_handler_needs_no_context_object_to_record_a_pull(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = pull_time_monitor.handler(load_event("ecs/task-running-plain"), None)
+    assert result["pull_seconds"] == 45.5
+    (document,) = pull_documents(capsys.readouterr().out)
+    assert document[settings.METRIC_PULL_SECONDS] == 45.5

@@ -219,20 +219,21 @@ CONFIG = _load_cold_start_config()
 LOGGER = Logger(CONFIG.service_name, level=CONFIG.log_level, name=_LOGGER_NAME)
 
 
-def handler(event: object, context: LambdaContext) -> dict[str, object]:
+def handler(event: object, context: LambdaContext | None) -> dict[str, object]:
     """The Lambda handler: one EventBridge event per invocation, never raises for an event."""
     return process_event(event, context)
 
 
 def process_event(
-    event: object, context: LambdaContext, *, config: MonitorConfig | None = None
+    event: object, context: LambdaContext | None, *, config: MonitorConfig | None = None
 ) -> dict[str, object]:
     """Record one task event: ``PullSeconds`` for a task that reached RUNNING, and
     ``TaskEvents`` (by reason) for every event. Returns what was recorded."""
     config = config or CONFIG
     metrics = Metrics(config.metrics_namespace, config.service_name, level=config.log_level)
     LOGGER.clear_keys()
-    LOGGER.append_keys(request_id=context.aws_request_id)
+    # Lambda always passes a context; a test harness or a local run may not.
+    LOGGER.append_keys(request_id=getattr(context, "aws_request_id", ""))
     try:
         try:
             task = parse_task_event(event)

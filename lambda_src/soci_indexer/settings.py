@@ -68,7 +68,7 @@ ECS_EVENT_SOURCE = "aws.ecs"
 ECS_TASK_STATE_CHANGE = "ECS Task State Change"
 # The handler's metrics (EMF), shared with the constructs' metric_* methods.
 METRIC_PULL_SECONDS = "PullSeconds"  # dimensions soci, cluster, family (in that order)
-METRIC_TASK_EVENTS = "TaskEvents"  # dimension reason: pulled, pending, not-pulled, invalid
+METRIC_TASK_EVENTS = "TaskEvents"  # reason: pulled, pending, not-pulled, not-running, invalid-event
 METRIC_PUSH_TO_SOCI_SECONDS = "PushToSociSeconds"  # the indexer's: event time -> output tag
 
 # The ECR events the builder's rule matches and the handler reads.

@@ -132,7 +132,9 @@ def load_config(environ: Mapping[str, str]) -> MonitorConfig:
     try:
         logging_level(level)
     except ValueError:
-        problems.append(f"{settings.ENV_LOG_LEVEL}={level!r}: expected one of INFO, WARN...")
+        problems.append(
+            f"{settings.ENV_LOG_LEVEL}={level!r}: expected one of {', '.join(settings.LOG_LEVELS)}"
+        )
     if problems:
         raise ConfigurationError(problems)
     return MonitorConfig(suffix, frozenset(filter(None, digests)), namespace, service, level)

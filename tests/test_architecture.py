@@ -75,6 +75,16 @@ VIOLATIONS = [
     ),
     ("lambda_src/soci_indexer/aws/handler.py", "import aws_cdk", "indexer-knows-no-constructs"),
     ("lambda_src/soci_indexer/oci/client.py", "import boto3", "aws-only-in-aws"),
+    (
+        "lambda_src/soci_indexer/aws/pull_time_monitor.py",
+        "from soci_indexer.aws import pull_times",  # reaches botocore
+        "pull-time-monitor-stdlib-only",
+    ),
+    (
+        "lambda_src/soci_indexer/aws/pull_time_monitor.py",
+        "from soci_indexer.aws.events import parse_image_action",  # reaches oci
+        "pull-time-monitor-stdlib-only",
+    ),
 ]
 
 
@@ -113,8 +123,9 @@ def test_importing_the_constructs_loads_settings_and_nothing_else_of_the_indexer
     assert json.loads(result.stdout) == ["soci_indexer", "soci_indexer.settings"]
 
 
-def test_the_handler_the_constructs_deploy_is_a_function_of_the_indexer() -> None:
-    module_name, _, function_name = settings.LAMBDA_HANDLER.rpartition(".")
+@pytest.mark.parametrize("handler", [settings.LAMBDA_HANDLER, settings.PULL_TIME_MONITOR_HANDLER])
+def test_the_handlers_the_constructs_deploy_are_functions_of_the_indexer(handler: str) -> None:
+    module_name, _, function_name = handler.rpartition(".")
     module = importlib.import_module(module_name)
     assert callable(getattr(module, function_name))
     assert module_name.startswith("soci_indexer.aws.")

@@ -530,15 +530,7 @@ class SociIndexBuilder(Construct):
         ``options`` are ``cloudwatch.MetricOptions``' (``period``, ``statistic``,
         ``label``, ``unit``...). Default: the sum over 5 minutes.
         """
-        options["dimensions_map"] = {
-            "service": self.service_name,
-            **options.get("dimensions_map", {}),
-        }
-        options.setdefault("statistic", cloudwatch.Stats.SUM)
-        options.setdefault("period", Duration.minutes(5))
-        return cloudwatch.Metric(
-            namespace=self.metrics_namespace, metric_name=metric_name, **options
-        )
+        return service_metric(self.metrics_namespace, self.service_name, metric_name, options)
 
     def metric_images_indexed(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
         """Images that got a SOCI index pushed (sum)."""
@@ -568,6 +560,28 @@ class SociIndexBuilder(Construct):
         """Seconds from event to pushed index, per image (average by default)."""
         options.setdefault("statistic", cloudwatch.Stats.AVERAGE)
         return self.metric("BuildSeconds", **options)
+
+    def metric_push_to_soci_seconds(self, **options: Unpack[MetricOptions]) -> cloudwatch.Metric:
+        """Seconds from the push (its event's time) to the written ``<tag><suffix>``, per
+        indexed image, queueing and retries included (median by default)."""
+        options.setdefault("statistic", cloudwatch.Stats.p(50))
+        return self.metric(settings.METRIC_PUSH_TO_SOCI_SECONDS, **options)
+
+    def metric_bytes_indexed_per_second(
+        self, *, period: Duration | None = None, label: str | None = None
+    ) -> cloudwatch.MathExpression:
+        """Compressed bytes indexed per second of building: ``BytesIndexed / BuildSeconds``,
+        both summed over ``period`` (default 5 minutes)."""
+        period = period or Duration.minutes(5)
+        return cloudwatch.MathExpression(
+            expression="bytes / seconds",
+            using_metrics={
+                "bytes": self.metric_bytes_indexed(period=period),
+                "seconds": self.metric_build_seconds(statistic=cloudwatch.Stats.SUM, period=period),
+            },
+            label=label or "Bytes indexed per second",
+            period=period,
+        )
 
     # ---------------------------------------------------------------- building
 
@@ -678,20 +692,7 @@ class SociIndexBuilder(Construct):
                 self, "reserved_concurrency", reserved_concurrency, max_concurrency
             )
         _checks.check_choice(self, "log_level", log_level, LOG_LEVELS.keys())
-        _checks.check_pattern(
-            self,
-            "metrics_namespace",
-            self.metrics_namespace,
-            settings.METRICS_NAMESPACE,
-            "a CloudWatch namespace: " + settings.METRICS_NAMESPACE_EXPECTED,
-        )
-        _checks.check_pattern(
-            self,
-            "service_name",
-            self.service_name,
-            settings.SERVICE_NAME,
-            settings.SERVICE_NAME_EXPECTED,
-        )
+        check_metric_names(self, self.metrics_namespace, self.service_name)
 
     def _make_log_group(self, retention: logs.RetentionDays, key: kms.IKey | None) -> logs.LogGroup:
         if key is not None:
@@ -875,6 +876,32 @@ class SociIndexBuilder(Construct):
             for alarm in (dead_letters, errors, images_failed):
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
         return dead_letters, errors, images_failed
+
+
+def check_metric_names(where: Construct, namespace: str, service: str) -> None:
+    """The ``metrics_namespace`` and ``service_name`` props: what CloudWatch takes as a
+    namespace and a dimension value, and what the handlers' configuration accepts."""
+    _checks.check_pattern(
+        where,
+        "metrics_namespace",
+        namespace,
+        settings.METRICS_NAMESPACE,
+        "a CloudWatch namespace: " + settings.METRICS_NAMESPACE_EXPECTED,
+    )
+    _checks.check_pattern(
+        where, "service_name", service, settings.SERVICE_NAME, settings.SERVICE_NAME_EXPECTED
+    )
+
+
+def service_metric(
+    namespace: str, service: str, metric_name: str, options: MetricOptions
+) -> cloudwatch.Metric:
+    """An EMF metric of a handler under its ``service`` dimension (and ``options``'
+    dimensions); default: the sum over 5 minutes."""
+    options["dimensions_map"] = {"service": service, **options.get("dimensions_map", {})}
+    options.setdefault("statistic", cloudwatch.Stats.SUM)
+    options.setdefault("period", Duration.minutes(5))
+    return cloudwatch.Metric(namespace=namespace, metric_name=metric_name, **options)
 
 
 def default_service_name(builder: Construct) -> str:

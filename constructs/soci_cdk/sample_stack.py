@@ -23,9 +23,12 @@ from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct, Node
 
 from soci_cdk import _checks
+from soci_cdk.backfill import Backfill
+from soci_cdk.dashboard import SociDashboard
 from soci_cdk.errors import InvalidPropError
 from soci_cdk.fargate_task import SociFargateTask
 from soci_cdk.index_builder import SociIndexBuilder
+from soci_cdk.pull_time_monitor import PullTimeMonitor
 from soci_cdk.repository import SociRepository
 from soci_cdk.soci_image import SociImage
 
@@ -79,6 +82,9 @@ class SociSampleStack(Stack):
             repositories=[],
             repository_name_filters=list(config.repository_name_filters) or None,
             tag_filters=list(config.tag_filters) or None,
+            # Images already in matched repositories (say, with -c repositoryNameFilters=...)
+            # are queued at deploy, like pushes: the last 30 days, at most 100.
+            backfill=Backfill(),
         )
         self.repository = SociRepository(self, "Repository", builder=self.builder)
         # Public subnets only: tasks reach ECR through a public IP, no NAT gateway to pay for.
@@ -122,6 +128,19 @@ class SociSampleStack(Stack):
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
             assign_public_ip=True,
             log_retention=logs.RetentionDays.ONE_WEEK,
+        )
+        # The win, measured: every task's pull time, SOCI-enabled or plain, on a dashboard.
+        # Tasks on the builder's -soci tags count as SOCI-enabled by their tag; the
+        # deploy-time task runs a digest, which the monitor learns from the SociImage.
+        self.monitor = PullTimeMonitor(
+            self,
+            "PullTimes",
+            clusters=[self.cluster],
+            builder=self.builder,
+            soci_image_digests=[self.soci_image.image_digest],
+        )
+        self.dashboard = SociDashboard(
+            self, "Dashboard", monitor=self.monitor, builder=self.builder
         )
         self._add_outputs(config)
 

@@ -155,3 +155,14 @@ class EcrError(SociError):
 
 class InvalidBackfill(PermanentError):
     """The backfill custom resource's properties cannot be used (what the construct sets)."""
+
+
+# ---- cli: the command line -------------------------------------------------------------------
+
+
+class BadArguments(SociError):
+    """Command-line arguments that cannot be used as given (which values, how many)."""
+
+
+class MissingExtra(SociError):
+    """An optional feature whose package is not installed; the message says what to install."""

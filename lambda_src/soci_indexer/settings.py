@@ -74,6 +74,18 @@ BF_SKIPPED = "Skipped"
 # The pull-time monitor's function (``PullTimeMonitor``): standard library only
 # (no boto3, no engine), from the same asset as the indexer.
 PULL_TIME_MONITOR_HANDLER = "soci_indexer.aws.pull_time_monitor.handler"
+# Besides ENV_TAG_SUFFIX, ENV_METRICS_NAMESPACE, ENV_SERVICE_NAME and ENV_LOG_LEVEL, the
+# monitor reads the digests of images known to be SOCI-enabled (comma separated).
+ENV_SOCI_DIGESTS = "SOCI_ENABLED_DIGESTS"
+DEFAULT_PULL_TIME_NAMESPACE = "SociPullTimes"
+DEFAULT_PULL_TIME_SERVICE = "soci-pull-time-monitor"
+# The ECS events the monitor's rule matches and its handler reads.
+ECS_EVENT_SOURCE = "aws.ecs"
+ECS_TASK_STATE_CHANGE = "ECS Task State Change"
+# The handler's metrics (EMF), shared with the constructs' metric_* methods.
+METRIC_PULL_SECONDS = "PullSeconds"  # dimensions soci, cluster, family (in that order)
+METRIC_TASK_EVENTS = "TaskEvents"  # reason: pulled, pending, not-pulled, not-running, invalid-event
+METRIC_PUSH_TO_SOCI_SECONDS = "PushToSociSeconds"  # the indexer's: event time -> output tag
 
 # The ECR events the builder's rule matches and the handler reads.
 ECR_EVENT_SOURCE = "aws.ecr"

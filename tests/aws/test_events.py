@@ -199,3 +199,17 @@ def test_events_and_image_references_accept_exactly_the_same_tags(tag: str) -> N
     if ":" in tag or "/" in tag or "@" in tag:
         return  # these end the tag in a reference; the reference grammar splits on them
     assert _event_accepts(tag) == _reference_accepts(tag)
+
+
+def test_the_event_time_is_read_as_an_aware_moment() -> None:
+    action = parse_image_action(load_event("push-tagged"))
+    assert action.time is not None
+    assert action.time.isoformat() == "2026-11-16T01:54:34+00:00"
+
+
+@pytest.mark.parametrize("time", ["yesterday", "2026-11-16T01:54:34"])
+def test_an_event_time_that_is_not_an_aware_iso_time_is_invalid(time: str) -> None:
+    event = load_event("push-tagged")
+    event["time"] = time
+    with pytest.raises(InvalidEvent, match="time"):
+        parse_image_action(event)

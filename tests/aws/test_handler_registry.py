@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -138,6 +140,36 @@ def test_an_indexed_image_is_reported_in_logs_and_metrics(
         "v1",
         pushed.digest,
     )
+
+
+def test_the_time_from_the_push_to_the_output_tag_is_reported(
+    registry: LocalRegistry,
+    loopback: Callable[[str, str], RegistryClient],
+    config: HandlerConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pushed = push(registry, "handler/waited")
+    event = push_event(pushed)
+    event["time"] = (datetime.now(UTC) - timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = time.monotonic()
+    run_batch([event], loopback, config)
+    took = time.monotonic() - started
+    (waited,) = metric_values(emf_documents(capsys.readouterr().out))[
+        (settings.METRIC_PUSH_TO_SOCI_SECONDS, "")
+    ]
+    # 90 s before the run, less up to 1 s of truncation to whole seconds, plus the run itself
+    assert 89 <= waited <= 90 + took + 1
+
+
+def test_a_skipped_push_reports_no_time_to_an_output_tag(
+    loopback: Callable[[str, str], RegistryClient],
+    config: HandlerConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_batch([load_event("push-soci-output")], loopback, config)
+    values = metric_values(emf_documents(capsys.readouterr().out))
+    assert (settings.METRIC_PUSH_TO_SOCI_SECONDS, "") not in values
+    assert values[("ImagesSkipped", "soci-output-tag")] == [1]
 
 
 def test_a_layer_shared_by_two_platforms_is_counted_once(

@@ -16,16 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.parsers
 import pytest
 from botocore.stub import Stubber
 from soci_indexer.aws import pull_times
 from soci_indexer.aws.pull_times import collect
 from soci_indexer.cli.main import main
 from soci_indexer.errors import EcsError
+from support.ecs_responses import ecs_client, wire_response
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TASK = "arn:aws:ecs:us-west-2:123456789012:task/sims/"
 RUNNING_SOCI = TASK + "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
 STOPPED_PLAIN = TASK + "7c9e6679742540de944be07fc1f90ae7"
@@ -37,12 +35,7 @@ ALL_TASKS = [RUNNING_SOCI, STOPPED_PLAIN, PROVISIONING, RUNNING_EC2, NEVER_PULLE
 
 @pytest.fixture
 def ecs() -> Any:
-    return boto3.client(
-        "ecs",
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return ecs_client()
 
 
 @pytest.fixture
@@ -50,16 +43,6 @@ def stub(ecs: Any) -> Iterator[Stubber]:
     with Stubber(ecs) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
-
-
-def wire_response(ecs: Any, operation: str, fixture: str) -> dict[str, Any]:
-    """Parse a fixture body the way botocore parses a live ECS response."""
-    shape = ecs.meta.service_model.operation_model(operation).output_shape
-    parsed: dict[str, Any] = botocore.parsers.create_parser("json").parse(
-        {"body": (FIXTURES / fixture).read_bytes(), "headers": {}, "status_code": 200}, shape
-    )
-    parsed.pop("ResponseMetadata", None)
-    return parsed
 
 
 def expect_describe(

@@ -165,6 +165,27 @@ def test_reasons_go_to_separate_documents(stream: io.StringIO) -> None:
     ]
 
 
+def test_dimensions_are_published_at_each_leading_level_in_the_order_given(
+    stream: io.StringIO,
+) -> None:
+    metrics = Metrics("SociPullTimes", "monitor", stream=stream)
+    metrics.add("PullSeconds", Unit.SECONDS, 12.5, dimensions={"soci": "true", "cluster": "c"})
+    metrics.add("PullSeconds", Unit.SECONDS, 40.0, dimensions={"soci": "false", "cluster": "c"})
+    metrics.flush()
+    documents = _lines(stream)
+    for document in documents:
+        assert_valid_emf(document)
+        assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+            ["service"],
+            ["service", "soci"],
+            ["service", "soci", "cluster"],
+        ]
+    assert sorted((d["soci"], d["cluster"], d["PullSeconds"]) for d in documents) == [
+        ("false", "c", 40.0),
+        ("true", "c", 12.5),
+    ]
+
+
 def test_repeated_values_become_arrays_of_at_most_one_hundred(stream: io.StringIO) -> None:
     metrics = Metrics("SociIndexBuilder", "indexer", stream=stream)
     for seconds in range(150):

@@ -326,7 +326,8 @@ def test_index_settings_props_reach_the_environment(built: Built) -> None:
 
 def test_the_environment_variable_names_are_the_handlers(built: Built) -> None:
     names = {value for name, value in vars(settings).items() if name.startswith("ENV_")} - {
-        settings.ENV_ALLOW_CROSS_ACCOUNT
+        settings.ENV_ALLOW_CROSS_ACCOUNT,
+        settings.ENV_SOCI_DIGESTS,  # the pull-time monitor's
     }
     assert set(built.props(built.filtered.function)["Environment"]["Variables"]) == names
 
@@ -523,10 +524,20 @@ def test_the_default_service_dimension_is_the_same_on_every_synth() -> None:
 
 
 def test_every_metric_method_reads_a_metric_the_handler_emits(built: Built) -> None:
-    emitted = set(re.findall(r'METRICS\.add\(\s*"(\w+)"', HANDLER_SOURCE.read_text()))
+    source = HANDLER_SOURCE.read_text()
+    emitted = set(re.findall(r'METRICS\.add\(\s*"(\w+)"', source)) | {
+        getattr(settings, name) for name in re.findall(r"METRICS\.add\(\s*settings\.(\w+)", source)
+    }
     builder = built.filtered
+    metrics = [getattr(builder, name)() for name in dir(builder) if name.startswith("metric_")]
     read = {
-        getattr(builder, name)().metric_name for name in dir(builder) if name.startswith("metric_")
+        used.metric_name
+        for metric in metrics
+        for used in (
+            metric.using_metrics.values()
+            if isinstance(metric, cloudwatch.MathExpression)
+            else [metric]
+        )
     }
     assert read <= emitted, f"read but never emitted: {sorted(read - emitted)}"
 

@@ -19,6 +19,8 @@ from aws_cdk import aws_ecr as ecr
 from cdk_support import new_stack
 from soci_cdk import (
     InvalidPropError,
+    PullTimeMonitor,
+    SociDashboard,
     SociFargateTask,
     SociImage,
     SociIndexBuilder,
@@ -33,6 +35,8 @@ CONSTRUCTS: tuple[type[Any], ...] = (
     SociRepositoryTemplate,
     SociFargateTask,
     SociImage,
+    PullTimeMonitor,
+    SociDashboard,
 )
 
 # One value of the wrong type per (construct, prop): the mistakes a caller makes.
@@ -106,6 +110,16 @@ WRONG: dict[tuple[type[Any], str], object] = {
     (SociImage, "platforms"): "linux/amd64",
     (SociImage, "tag_suffix"): 5,
     (SociImage, "timeout"): 1800,
+    (PullTimeMonitor, "clusters"): "sims",
+    (PullTimeMonitor, "builder"): "IndexBuilder",
+    (PullTimeMonitor, "tag_suffix"): 5,
+    (PullTimeMonitor, "soci_image_digests"): "sha256:" + "0" * 64,
+    (PullTimeMonitor, "metrics_namespace"): None,
+    (PullTimeMonitor, "service_name"): 7,
+    (PullTimeMonitor, "log_retention"): 30,
+    (SociDashboard, "monitor"): "PullTimes",
+    (SociDashboard, "builder"): "IndexBuilder",
+    (SociDashboard, "dashboard_name"): 5,
 }
 
 

@@ -85,6 +85,7 @@ def test_acknowledged_findings_are_the_expected_ones_and_explained(sample: Synth
         "SociFargateSample/SociImageProvider/FrameworkOnEventRole/DefaultPolicy",
         "SociFargateSample/SociImageProvider/FrameworkWaiterRole/DefaultPolicy",
         "SociFargateSample/SociImageProvider/Provider/waiter-state-machine/Role/DefaultPolicy",
+        "SociFargateSample/IndexBuilder/Backfill/ProviderRole/DefaultPolicy",
     }
     assert {path for _, path in acknowledged} == ecr_login | framework
     assert {rule for rule, _ in acknowledged} == {
@@ -93,12 +94,13 @@ def test_acknowledged_findings_are_the_expected_ones_and_explained(sample: Synth
         "AwsSolutions-IAM5[Resource::<SociImageProviderIsComplete97E575E0.Arn>:*]",
         "AwsSolutions-IAM5[Resource::<SociImageProviderframeworkisComplete5CDF7F31.Arn>:*]",
         "AwsSolutions-IAM5[Resource::<SociImageProviderframeworkonTimeoutEE45A64E.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<IndexBuilderBackfillFunction6A735988.Arn>:*]",
     }
     for finding in sample.nag_report["suppressedViolations"]:
         if finding["acknowledgedAt"] in ecr_login:
             assert "GetAuthorizationToken" in finding["reason"]
         else:
-            assert "provider framework" in finding["reason"]
+            assert "provider framework" in finding["reason"].lower()
 
 
 def test_cfn_lint_finds_nothing_unexplained(sample: Synthesized) -> None:
@@ -106,7 +108,7 @@ def test_cfn_lint_finds_nothing_unexplained(sample: Synthesized) -> None:
 
 
 def test_the_sample_builder_indexes_the_sample_repository(sample: Synthesized) -> None:
-    rule = only_resource(sample.template, "AWS::Events::Rule")["Properties"]
+    rule = rule_of(sample.template, "aws.ecr")["Properties"]
     assert rule["EventPattern"]["detail"]["repository-name"] == [
         {"Ref": logical_id(sample.stack, sample.stack.repository)}
     ]
@@ -121,6 +123,28 @@ def container_of(template: dict[str, Any], task: str) -> dict[str, Any]:
     )
     (container,) = definition["Properties"]["ContainerDefinitions"]
     return dict(container)
+
+
+def rule_of(template: dict[str, Any], source: str) -> dict[str, Any]:
+    """The one rule of the template on events of ``source`` (aws.ecr: the builder's)."""
+    (rule,) = [
+        rule
+        for rule in resources(template, "AWS::Events::Rule").values()
+        if rule["Properties"]["EventPattern"]["source"] == [source]
+    ]
+    return rule
+
+
+def test_the_sample_monitor_records_the_pull_times_of_the_sample_cluster(
+    sample: Synthesized,
+) -> None:
+    rule = rule_of(sample.template, "aws.ecs")["Properties"]
+    assert rule["EventPattern"]["detail"]["clusterArn"] == [
+        {"Fn::GetAtt": [logical_id(sample.stack, sample.stack.cluster), "Arn"]}
+    ]
+    dashboard = json.dumps(only_resource(sample.template, "AWS::CloudWatch::Dashboard"))
+    assert "PullSeconds" in dashboard
+    assert "PushToSociSeconds" in dashboard
 
 
 def test_the_sample_task_runs_the_soci_enabled_v1_tag(sample: Synthesized) -> None:
@@ -254,13 +278,13 @@ def configured() -> dict[str, Any]:
 
 
 def test_repository_filters_from_context_reach_the_rule(configured: dict[str, Any]) -> None:
-    rule = only_resource(configured, "AWS::Events::Rule")["Properties"]
+    rule = rule_of(configured, "aws.ecr")["Properties"]
     names = rule["EventPattern"]["detail"]["repository-name"]
     assert [name for name in names if "Ref" not in name] == [{"prefix": "team-a/"}, "team-b/api"]
 
 
 def test_tag_filters_from_context_reach_the_rule(configured: dict[str, Any]) -> None:
-    rule = only_resource(configured, "AWS::Events::Rule")["Properties"]
+    rule = rule_of(configured, "aws.ecr")["Properties"]
     tags = {json.dumps(branch["image-tag"]) for branch in rule["EventPattern"]["detail"]["$or"]}
     assert tags == {json.dumps([{"prefix": "v"}])}
 

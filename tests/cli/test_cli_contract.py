@@ -56,6 +56,19 @@ from soci_indexer.cli.main import build_parser
         ["ensure", "127.0.0.1:5000/repo:tag", "--plain-http", "--index-version", "v1"],
         ["verify", "127.0.0.1:5000/repo:tag-soci", "--plain-http"],
         ["pull-times", "--cluster", "sims", "--task", "arn:aws:ecs:x", "--task", "abc"],
+        ["pull-times", "--cluster", "sims", "--compare", "--plot", "pulls.png", "--json"],
+        [
+            "pull-times",
+            "--cluster",
+            "sims",
+            "--compare",
+            "simulation:6",
+            "simulation:7",
+            "--tag-suffix",
+            "-lazy",
+            "--soci-digest",
+            "sha256:" + "0" * 64,
+        ],
     ],
 )
 def test_documented_command_lines_parse(argv: list[str]) -> None:

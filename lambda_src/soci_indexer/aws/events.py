@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from soci_indexer import settings
 from soci_indexer.aws.ecr import ACCOUNT, check_region, is_repository_name
 from soci_indexer.aws.ecr import check_account as check_account_id
+from soci_indexer.aws.event_time import parse_event_time
 from soci_indexer.errors import AccountNotAllowed, InvalidEvent
 
 
@@ -46,6 +48,7 @@ class ImageAction:
     tag: str
     manifest_media_type: str = ""
     artifact_media_type: str = ""
+    time: datetime | None = None  # when ECR sent the event (the push), if it says
 
 
 def parse_image_action(event: object) -> ImageAction:
@@ -72,6 +75,7 @@ def parse_image_action(event: object) -> ImageAction:
         tag=_text(detail, "image-tag"),
         manifest_media_type=_text(detail, "manifest-media-type"),
         artifact_media_type=_text(detail, "artifact-media-type"),
+        time=parse_event_time(_text(envelope, "time"), "time"),
     )
     check_account_id(action.account)
     check_region(action.region)

@@ -23,9 +23,10 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from soci_indexer import pipeline
+from soci_indexer import pipeline, settings
 from soci_indexer.aws.config import HandlerConfig, load_config
 from soci_indexer.aws.ecr import ecr_client, registry_host
 from soci_indexer.aws.events import (
@@ -227,7 +228,7 @@ class _Run:
             reason = skip_reason(action, self.config.index_options.tag_suffix)
             if reason is not None:
                 return self._skipped(str(reason))
-            return self._report(self._index(action))
+            return self._report(self._index(action), action)
         except SociError as exc:
             return self._failed(exc)
         except Exception as exc:  # a bug must fail this record only, not the whole batch
@@ -258,7 +259,7 @@ class _Run:
             progress=_log_progress,
         )
 
-    def _report(self, result: pipeline.ImageResult) -> Outcome:
+    def _report(self, result: pipeline.ImageResult, action: ImageAction) -> Outcome:
         for layer in result.layers:
             _report_layer(layer)
         if result.status is not pipeline.ImageStatus.INDEXED:
@@ -273,6 +274,13 @@ class _Run:
         METRICS.add("LayersIndexed", Unit.COUNT, len(indexed))
         METRICS.add("BytesIndexed", Unit.BYTES, sum(indexed.values()))
         METRICS.add("BuildSeconds", Unit.SECONDS, round(result.seconds, 3))
+        if action.time is not None:
+            # The output tag is written last: from the push's event to here is what a user
+            # waits for <tag><suffix>, queueing and retries included.
+            waited = (datetime.now(UTC) - action.time).total_seconds()
+            METRICS.add(
+                settings.METRIC_PUSH_TO_SOCI_SECONDS, Unit.SECONDS, round(max(waited, 0), 3)
+            )
         LOGGER.info(
             "image indexed",
             output=result.output_reference,

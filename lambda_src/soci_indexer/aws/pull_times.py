@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
+from soci_indexer.aws.soci_enabled import is_soci_image
 from soci_indexer.errors import EcsError
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import TaskTypeDef
 
 T = TypeVar("T")
+
+PERCENTILES = (50, 90)
 
 DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks per call
 LISTED_PER_STATUS = 100  # recent RUNNING and STOPPED tasks looked at without --task
@@ -43,10 +46,15 @@ class TaskPull:
     pull_started_at: datetime | None
     pull_stopped_at: datetime | None
     images: tuple[str, ...]
+    image_digests: tuple[str, ...] = ()  # what ECS resolved the images to, where it says
 
     @property
     def task_id(self) -> str:
         return self.task_arn.rsplit("/", 1)[-1]
+
+    @property
+    def family(self) -> str:
+        return self.task_definition.split(":", 1)[0]
 
     @property
     def pull_seconds(self) -> float | None:
@@ -134,6 +142,156 @@ def to_json(report: PullTimes) -> str:
     return json.dumps(document, indent=2)
 
 
+# ---- Comparing two groups of tasks: the article's "70% less pull time" ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """The finished pulls of one group of tasks."""
+
+    label: str
+    tasks: tuple[TaskPull, ...]  # every task of the group, pulled or not
+
+    @property
+    def seconds(self) -> tuple[float, ...]:
+        """Pull seconds of the tasks whose pull finished, shortest first."""
+        return tuple(sorted(s for s in (t.pull_seconds for t in self.tasks) if s is not None))
+
+    def percentile(self, percent: float) -> float | None:
+        """Linear interpolation between the closest ranks (numpy's default); None if empty."""
+        values = self.seconds
+        if not values:
+            return None
+        rank = (len(values) - 1) * percent / 100
+        low = int(rank)
+        high = min(low + 1, len(values) - 1)
+        return values[low] + (values[high] - values[low]) * (rank - low)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A baseline (plain images, or the family before) against a candidate (SOCI-enabled)."""
+
+    cluster: str
+    baseline: Distribution
+    candidate: Distribution
+
+    def reduction(self, percent: float) -> float | None:
+        """How much shorter the candidate's pull is at ``percent``, in percent of the
+        baseline's (negative: longer); None when a group has no finished pull."""
+        before = self.baseline.percentile(percent)
+        after = self.candidate.percentile(percent)
+        if before is None or after is None or before == 0:
+            return None
+        return (1 - after / before) * 100
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.baseline.seconds and self.candidate.seconds)
+
+
+def compare_soci(
+    report: PullTimes, tag_suffix: str, soci_digests: Sequence[str] = ()
+) -> Comparison:
+    """Plain tasks against SOCI-enabled ones (the rule of ``aws.soci_enabled``)."""
+    digests = frozenset(soci_digests)
+
+    def soci(task: TaskPull) -> bool:
+        return any(is_soci_image(image, "", tag_suffix, digests) for image in task.images) or any(
+            digest in digests for digest in task.image_digests
+        )
+
+    return Comparison(
+        report.cluster,
+        Distribution("plain", tuple(t for t in report.tasks if not soci(t))),
+        Distribution("SOCI-enabled", tuple(t for t in report.tasks if soci(t))),
+    )
+
+
+def compare_families(report: PullTimes, baseline: str, candidate: str) -> Comparison:
+    """Two task definition families, or ``family:revision``s (before and after indexing)."""
+
+    def of(selector: str) -> Distribution:
+        exact = ":" in selector
+        return Distribution(
+            selector,
+            tuple(
+                t for t in report.tasks if (t.task_definition if exact else t.family) == selector
+            ),
+        )
+
+    return Comparison(report.cluster, of(baseline), of(candidate))
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """Both distributions, one line each, and the reduction the way the article reports it."""
+    header = ("", "TASKS", "PULLED", "MIN", *(f"P{p}" for p in PERCENTILES), "MAX")
+    rows = [header]
+    for group in (comparison.baseline, comparison.candidate):
+        seconds = group.seconds
+        rows.append(
+            (
+                group.label,
+                str(len(group.tasks)),
+                str(len(seconds)),
+                _seconds(seconds[0] if seconds else None),
+                *(_seconds(group.percentile(p)) for p in PERCENTILES),
+                _seconds(seconds[-1] if seconds else None),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.append(_verdict(comparison))
+    return "\n".join(lines)
+
+
+def comparison_to_json(comparison: Comparison) -> str:
+    def group(distribution: Distribution) -> dict[str, object]:
+        seconds = distribution.seconds
+        return {
+            "label": distribution.label,
+            "tasks": len(distribution.tasks),
+            "pulled": len(seconds),
+            "min": seconds[0] if seconds else None,
+            **{f"p{p}": distribution.percentile(p) for p in PERCENTILES},
+            "max": seconds[-1] if seconds else None,
+            "pull_seconds": list(seconds),
+            "task_ids": [t.task_id for t in distribution.tasks if t.pull_seconds is not None],
+        }
+
+    document = {
+        "cluster": comparison.cluster,
+        "baseline": group(comparison.baseline),
+        "candidate": group(comparison.candidate),
+        "reduction_percent": {f"p{p}": comparison.reduction(p) for p in PERCENTILES},
+    }
+    return json.dumps(document, indent=2)
+
+
+def _verdict(comparison: Comparison) -> str:
+    before, after = comparison.baseline, comparison.candidate
+    missing = [g.label for g in (before, after) if not g.seconds]
+    if missing:
+        return "no comparison: " + " and ".join(missing) + " had no finished pull"
+    parts = []
+    for p in PERCENTILES:
+        change = comparison.reduction(p)
+        if change is None:
+            continue
+        how = f"{change:.0f}% less" if change >= 0 else f"{-change:.0f}% more"
+        parts.append(
+            f"{how} at p{p} ({_seconds(before.percentile(p))} -> {_seconds(after.percentile(p))})"
+        )
+    return f"{after.label} pulls took " + ", ".join(parts) + f" than {before.label}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
 def _recent_task_arns(ecs: ECSClient, cluster: str) -> list[str]:
     arns: list[str] = []
     for status in ("RUNNING", "STOPPED"):
@@ -159,6 +317,9 @@ def _task_pull(task: TaskTypeDef) -> TaskPull:
         pull_started_at=task.get("pullStartedAt"),
         pull_stopped_at=task.get("pullStoppedAt"),
         images=tuple(c["image"] for c in task.get("containers", []) if "image" in c),
+        image_digests=tuple(
+            c["imageDigest"] for c in task.get("containers", []) if "imageDigest" in c
+        ),
     )
 
 

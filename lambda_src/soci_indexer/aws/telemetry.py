@@ -207,12 +207,19 @@ class Unit(StrEnum):
     SECONDS = "Seconds"
 
 
+_Dimensions = tuple[tuple[str, str], ...]
+
+
 class Metrics:
     """Collects metric values and writes them as EMF documents on ``flush``.
 
     Every metric has the ``service`` dimension. A metric added with a
     ``reason`` is published twice: under ``service`` alone (for totals and
-    alarms) and under ``service`` + ``reason`` (to see why).
+    alarms) and under ``service`` + ``reason`` (to see why). More generally, a
+    metric added with ``dimensions`` (in order, ``reason`` first) is published
+    under ``service`` and under ``service`` plus each leading part of them:
+    ``{"soci": "true", "cluster": "c"}`` gives ``[service]``, ``[service, soci]``
+    and ``[service, soci, cluster]``, so a dashboard can read any of those levels.
 
     Each document carries a ``level`` that the function's own log level keeps:
     INFO, or ``level`` when that is more severe (WARN, ERROR, FATAL), so no
@@ -231,11 +238,21 @@ class Metrics:
         self.service = service
         self.level = lambda_level(max(logging.INFO, logging_level(level)))
         self._stream = stream
-        # reason ("" for none) -> metric name -> (unit, values)
-        self._groups: dict[str, dict[str, tuple[Unit, list[float]]]] = {}
+        # extra dimensions ((key, value), ...) -> metric name -> (unit, values)
+        self._groups: dict[_Dimensions, dict[str, tuple[Unit, list[float]]]] = {}
 
-    def add(self, name: str, unit: Unit, value: float, *, reason: str = "") -> None:
-        metrics = self._groups.setdefault(reason, {})
+    def add(
+        self,
+        name: str,
+        unit: Unit,
+        value: float,
+        *,
+        reason: str = "",
+        dimensions: Mapping[str, str] | None = None,
+    ) -> None:
+        extra = {"reason": reason} if reason else {}
+        extra.update(dimensions or {})
+        metrics = self._groups.setdefault(tuple(extra.items()), {})
         known_unit, values = metrics.setdefault(name, (unit, []))
         if known_unit != unit:
             raise ValueError(f"metric {name} is in {known_unit}, not {unit}")
@@ -246,8 +263,8 @@ class Metrics:
         now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
         return [
             document
-            for reason, metrics in sorted(self._groups.items())
-            for document in self._group_documents(reason, metrics, now)
+            for dimensions, metrics in sorted(self._groups.items())
+            for document in self._group_documents(dimensions, metrics, now)
         ]
 
     def flush(self) -> None:
@@ -259,7 +276,10 @@ class Metrics:
         self._groups.clear()
 
     def _group_documents(
-        self, reason: str, metrics: Mapping[str, tuple[Unit, list[float]]], timestamp_ms: int
+        self,
+        dimensions: _Dimensions,
+        metrics: Mapping[str, tuple[Unit, list[float]]],
+        timestamp_ms: int,
     ) -> list[dict[str, object]]:
         longest = max(len(values) for _, values in metrics.values())
         return [
@@ -269,18 +289,22 @@ class Metrics:
                     for name, (unit, values) in metrics.items()
                     if values[start : start + MAX_VALUES_PER_METRIC]
                 },
-                reason,
+                dimensions,
                 timestamp_ms,
             )
             for start in range(0, longest, MAX_VALUES_PER_METRIC)
         ]
 
     def _document(
-        self, metrics: Mapping[str, tuple[Unit, list[float]]], reason: str, timestamp_ms: int
+        self,
+        metrics: Mapping[str, tuple[Unit, list[float]]],
+        dimensions: _Dimensions,
+        timestamp_ms: int,
     ) -> dict[str, object]:
+        keys = [key for key, _ in dimensions]
         directive = {
             "Namespace": self.namespace,
-            "Dimensions": [["service"], ["service", "reason"]] if reason else [["service"]],
+            "Dimensions": [["service", *keys[:count]] for count in range(len(keys) + 1)],
             "Metrics": [{"Name": name, "Unit": str(unit)} for name, (unit, _) in metrics.items()],
         }
         document: dict[str, object] = {
@@ -288,8 +312,7 @@ class Metrics:
             "level": self.level,
             "service": self.service,
         }
-        if reason:
-            document["reason"] = reason
+        document.update(dimensions)
         for name, (_, values) in metrics.items():
             document[name] = values[0] if len(values) == 1 else values
         return document

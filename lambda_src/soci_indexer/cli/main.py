@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from soci_indexer import settings
 from soci_indexer.errors import (
+    BadArguments,
     ImageNotFound,
     InvalidReference,
     LayerError,
+    MissingExtra,
     NothingToIndex,
     SociError,
     TagSelectionError,
@@ -224,6 +226,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--region", default=None, help="AWS region; default: the usual AWS configuration"
     )
     pull_times.add_argument("--json", action="store_true", help="machine-readable output")
+    pull_times.add_argument(
+        "--compare",
+        nargs="*",
+        default=None,
+        metavar="FAMILY",
+        help="compare two groups of tasks: with no value, plain against SOCI-enabled images;"
+        " with two, task definition families (or family:revision), the first as the baseline."
+        " Prints both distributions and the reduction in percent",
+    )
+    pull_times.add_argument(
+        "--tag-suffix",
+        default=settings.DEFAULT_TAG_SUFFIX,
+        metavar="SUFFIX",
+        help="an image tagged <tag>SUFFIX counts as SOCI-enabled (default: %(default)s)",
+    )
+    pull_times.add_argument(
+        "--soci-digest",
+        action="append",
+        default=None,
+        metavar="DIGEST",
+        help="an image digest known to be SOCI-enabled (repeatable)",
+    )
+    pull_times.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="draw both distributions of the comparison (plain against SOCI-enabled unless"
+        " --compare names families); needs matplotlib: pip install 'soci-fargate[plot]'",
+    )
     pull_times.set_defaults(run=_cmd_pull_times)
     return parser
 
@@ -497,10 +529,41 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_pull_times(args: argparse.Namespace) -> int:
     from soci_indexer.aws import pull_times
 
+    comparing = args.compare is not None or args.plot is not None
+    families = args.compare or []
+    if len(families) not in (0, 2):
+        raise BadArguments(
+            f"--compare takes no value (plain against SOCI-enabled) or two families, "
+            f"got {len(families)}: {' '.join(families)}"
+        )
+    if not settings.TAG_SUFFIX.fullmatch(args.tag_suffix):
+        raise BadArguments(
+            f"--tag-suffix {args.tag_suffix!r}: expected {settings.TAG_SUFFIX_EXPECTED}"
+        )
+    for digest in args.soci_digest or ():
+        if not settings.DIGEST.fullmatch(digest):
+            raise BadArguments(f"--soci-digest {digest!r}: expected sha256:<64 hex digits>")
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise BadArguments(f"--plot {args.plot}: expected a file name ending in .png")
     ecs = pull_times.ecs_client(args.region)
     report = pull_times.collect(ecs, args.cluster, args.task)
-    print(pull_times.to_json(report) if args.json else pull_times.format_table(report))
-    return EXIT_FAILED if report.failures else EXIT_OK
+    if not comparing:
+        print(pull_times.to_json(report) if args.json else pull_times.format_table(report))
+        return EXIT_FAILED if report.failures else EXIT_OK
+    comparison = (
+        pull_times.compare_families(report, *families)
+        if families
+        else pull_times.compare_soci(report, args.tag_suffix, args.soci_digest or ())
+    )
+    if args.plot is not None:
+        from soci_indexer.cli import plot
+
+        plot.write_png(comparison, args.plot)
+    if args.json:
+        print(pull_times.comparison_to_json(comparison))
+    else:
+        print(pull_times.format_comparison(comparison))
+    return EXIT_OK if comparison.complete and not report.failures else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -515,7 +578,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     # what the user gave cannot be used
-    except (LayerError, InvalidReference, ImageNotFound, NothingToIndex, TagSelectionError) as exc:
+    except (
+        BadArguments,
+        ImageNotFound,
+        InvalidReference,
+        LayerError,
+        MissingExtra,
+        NothingToIndex,
+        TagSelectionError,
+    ) as exc:
         print(f"soci-indexer: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except SociError as exc:

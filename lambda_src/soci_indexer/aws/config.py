@@ -51,7 +51,7 @@ class _Reader:
             return default
 
 
-def _whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+def parse_whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text)
         if value < minimum or (maximum is not None and value > maximum):
@@ -61,7 +61,7 @@ def _whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], i
     return parse
 
 
-def _matching(pattern: re.Pattern[str]) -> Callable[[str], str]:
+def matching(pattern: re.Pattern[str]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if not pattern.fullmatch(text):
             raise ValueError(text)
@@ -70,7 +70,7 @@ def _matching(pattern: re.Pattern[str]) -> Callable[[str], str]:
     return parse
 
 
-def _index_version(text: str) -> IndexVersion:
+def parse_index_version(text: str) -> IndexVersion:
     if text == "v2":
         return "v2"
     if text == "v1":
@@ -81,7 +81,7 @@ def _index_version(text: str) -> IndexVersion:
 def _platforms(text: str) -> tuple[str, ...]:
     platforms = tuple(part.strip() for part in text.split(",") if part.strip())
     for platform in platforms:
-        _matching(settings.PLATFORM)(platform)
+        matching(settings.PLATFORM)(platform)
     return platforms
 
 
@@ -110,13 +110,13 @@ def load_config(environ: Mapping[str, str]) -> HandlerConfig:
         index_version=read.get(
             settings.ENV_INDEX_VERSION,
             settings.DEFAULT_INDEX_VERSION,
-            _index_version,
+            parse_index_version,
             " or ".join(f'"{version}"' for version in settings.INDEX_VERSIONS),
         ),
         tag_suffix=read.get(
             settings.ENV_TAG_SUFFIX,
             settings.DEFAULT_TAG_SUFFIX,
-            _matching(settings.TAG_SUFFIX),
+            matching(settings.TAG_SUFFIX),
             settings.TAG_SUFFIX_EXPECTED + " (an empty suffix would overwrite the tag)",
         ),
         platforms=read.get(
@@ -125,20 +125,20 @@ def load_config(environ: Mapping[str, str]) -> HandlerConfig:
         min_layer_size=read.get(
             settings.ENV_MIN_LAYER_SIZE,
             settings.DEFAULT_MIN_LAYER_SIZE,
-            _whole_number(0),
+            parse_whole_number(0),
             "a whole number of bytes, zero or more",
         ),
         span_size=read.get(
             settings.ENV_SPAN_SIZE,
             settings.DEFAULT_SPAN_SIZE,
-            _whole_number(1),
+            parse_whole_number(1),
             "a positive whole number of bytes",
         ),
         build_tool=read.get(settings.ENV_BUILD_TOOL, settings.DEFAULT_BUILD_TOOL, str, "any text"),
         max_workers=read.get(
             settings.ENV_MAX_WORKERS,
             settings.DEFAULT_MAX_LAYER_WORKERS,
-            _whole_number(1, settings.MAX_LAYER_WORKERS),
+            parse_whole_number(1, settings.MAX_LAYER_WORKERS),
             f"a whole number from 1 to {settings.MAX_LAYER_WORKERS}",
         ),
     )
@@ -150,13 +150,13 @@ def load_config(environ: Mapping[str, str]) -> HandlerConfig:
         metrics_namespace=read.get(
             settings.ENV_METRICS_NAMESPACE,
             settings.DEFAULT_METRICS_NAMESPACE,
-            _matching(settings.METRICS_NAMESPACE),
+            matching(settings.METRICS_NAMESPACE),
             "a CloudWatch namespace: " + settings.METRICS_NAMESPACE_EXPECTED,
         ),
         service_name=read.get(
             settings.ENV_SERVICE_NAME,
             settings.DEFAULT_SERVICE_NAME,
-            _matching(settings.SERVICE_NAME),
+            matching(settings.SERVICE_NAME),
             settings.SERVICE_NAME_EXPECTED,
         ),
         log_level=read.get(

@@ -4,7 +4,8 @@ aws-cdk-lib's ``custom_resources.Provider`` runs two functions from the
 indexer's asset: ``on_event`` (``settings.CUSTOM_RESOURCE_ON_EVENT``) answers
 CloudFormation's request, then ``is_complete``
 (``settings.CUSTOM_RESOURCE_IS_COMPLETE``) is polled every ``query_interval``
-until it says done or the provider's ``total_timeout`` passes.
+until it says done or the resource's ``ServiceTimeout`` (``SociImage``'s
+``timeout``, at most an hour) passes and CloudFormation fails it.
 
 - **Create / Update** resolve the source image (``Registry``, ``Repository``,
   ``Reference``) to its digest. The physical id is
@@ -33,7 +34,9 @@ our ``errorMessage`` plus ``"Logs: /aws/lambda/<function>"``, and its
 *stack* as ``Reason`` (``includeStackTraces`` is on): our line, the log group,
 and a few lines of the framework's own JavaScript stack. Only
 ``IsComplete: False`` makes the waiter state machine poll again, until
-``total_timeout``, which fails with the framework's fixed "Operation timed out".
+CloudFormation's ``ServiceTimeout`` for the resource (or the provider's
+``total_timeout``, whichever is first; the latter fails with the framework's
+fixed "Operation timed out").
 ``Data`` with ``IsComplete: False`` is refused by the framework. CloudFormation
 takes a response body of at most 4,096 bytes (Reason, ids and Data together),
 so messages are kept to one line of at most ``MAX_REASON`` characters.
@@ -54,7 +57,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from soci_indexer import pipeline, settings
-from soci_indexer.aws.config import _index_version, _matching, _whole_number
+from soci_indexer.aws.config import matching, parse_index_version, parse_whole_number
 from soci_indexer.aws.ecr import ecr_client, is_repository_name, parse_registry_host
 from soci_indexer.aws.handler import CONFIG, LOGGER, SAFETY_MARGIN_SECONDS, LambdaContext
 from soci_indexer.errors import (
@@ -116,7 +119,7 @@ def parse_properties(properties: object) -> Properties:
     if not isinstance(properties, Mapping):
         raise InvalidProperty(f"ResourceProperties is {_show(properties)}: expected an object")
     read = _Reader(properties)
-    registry = read.required(settings.CR_REGISTRY, _matching(_HOST), "a registry host[:port]")
+    registry = read.required(settings.CR_REGISTRY, matching(_HOST), "a registry host[:port]")
     repository = read.required(settings.CR_REPOSITORY, _repository, _REPOSITORY_EXPECTED)
     reference = read.required(
         settings.CR_REFERENCE, _reference, 'a tag or a digest ("sha256:" and 64 hex digits)'
@@ -127,18 +130,18 @@ def parse_properties(properties: object) -> Properties:
     options = replace(
         base,
         index_version=read.optional(
-            settings.CR_INDEX_VERSION, base.index_version, _index_version, '"v2" or "v1"'
+            settings.CR_INDEX_VERSION, base.index_version, parse_index_version, '"v2" or "v1"'
         ),
         span_size=read.optional(
-            settings.CR_SPAN_SIZE, base.span_size, _whole_number(1),
+            settings.CR_SPAN_SIZE, base.span_size, parse_whole_number(1),
             "a positive whole number of bytes",
         ),
         min_layer_size=read.optional(
-            settings.CR_MIN_LAYER_SIZE, base.min_layer_size, _whole_number(0),
+            settings.CR_MIN_LAYER_SIZE, base.min_layer_size, parse_whole_number(0),
             "a whole number of bytes, zero or more",
         ),
         tag_suffix=read.optional(
-            settings.CR_TAG_SUFFIX, base.tag_suffix, _matching(settings.TAG_SUFFIX),
+            settings.CR_TAG_SUFFIX, base.tag_suffix, matching(settings.TAG_SUFFIX),
             settings.TAG_SUFFIX_EXPECTED,
         ),
         platforms=read.platforms(settings.CR_PLATFORMS, base.platforms),

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from soci_indexer.engine.build import build_ztoc
-from soci_indexer.errors import DeadlineExceeded
+from soci_indexer.errors import CorruptLayer, DeadlineExceeded
 from soci_indexer.oci.auth import Credentials, StaticCredentials
 from soci_indexer.oci.client import RegistryClient, RetryPolicy
 from soci_indexer.oci.ranged import stream_blob_ranged
@@ -187,6 +187,21 @@ def test_a_range_that_stalls_past_the_deadline_ends_the_download_at_the_deadline
         with pytest.raises(DeadlineExceeded):
             _ranged(client, pushed)
         assert time.monotonic() - started < 4  # the stall (6 s) and socket timeout (60 s) cut
+
+
+def test_a_descriptor_longer_than_the_blob_is_a_corrupt_layer_as_for_one_stream(
+    registry: LocalRegistry, pushed: str
+) -> None:
+    chunks = stream_blob_ranged(
+        _client(registry.host),
+        pushed,
+        LAYER.digest,
+        LAYER.size + 3 * RANGE,
+        connections=4,
+        range_size=RANGE,
+    )
+    with pytest.raises(CorruptLayer, match="fewer bytes than the"):
+        b"".join(chunks)
 
 
 def test_the_pipeline_builds_the_same_ztoc_from_ranges_as_from_one_stream(

@@ -21,7 +21,9 @@ yields the bytes in order, so the engine reads it exactly as it reads
   stops at the client's deadline or cancellation, and follows redirects with
   the Range on the redirected request and no registry credentials sent there.
 - The blob's size comes from its descriptor; the caller hashes what it
-  reads and compares it with the descriptor, as it does for one stream.
+  reads and compares it with the descriptor, as it does for one stream. A
+  registry holding fewer bytes than that refuses the ranges past its end
+  (416), which is a ``CorruptLayer``, as the short stream is.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections import deque
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 
+from soci_indexer.errors import CorruptLayer, RegistryError
 from soci_indexer.oci.client import CHUNK_SIZE, RegistryClient
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,11 @@ def stream_blob_ranged(
             arriving = ahead.popleft()
             top_up(connections - 1)  # the range being read still holds its slot
             while (item := arriving.get()) is not None:
+                if isinstance(item, RegistryError) and item.status == 416:
+                    raise CorruptLayer(
+                        f"the registry holds fewer bytes than the {size} its descriptor says",
+                        stream="layer",
+                    ) from None
                 if isinstance(item, BaseException):
                     raise item
                 yield item

@@ -74,7 +74,10 @@ def build_ztoc(
 
     Raises UnsupportedLayer / CorruptLayer (both LayerError) for layers that
     cannot be indexed. ``progress`` is called with the count of input bytes
-    consumed so far, from the reading thread.
+    consumed so far, from the reading thread. While this is the only build
+    running in the process, the process-wide GIL switch interval is lowered to
+    ``SWITCH_INTERVAL``; the interval found is put back when a second build
+    starts or this one ends.
     """
     if span_size <= 0:
         raise ValueError(f"span size must be positive, got {span_size}")

@@ -12,6 +12,8 @@ several layers. For each, in fresh child processes, best of ``--rounds``:
   read and dropped;
 - baseline: one zlib inflate pass over the image's layers, one after another,
   from local files (no network, no parsing: the floor of any indexer);
+- for context: ``build_ztoc`` on the same local files (layers at once, as
+  the pipeline does), the engine's share of the time without any fetching;
 - indexing: ``index_image`` through the capped proxy with 1, 2, 4 and 8
   connections per layer (the one-layer image; the default only for the
   other), and once straight to the registry with no cap;
@@ -48,6 +50,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "lambda_src"), str(ROOT / "bench
 import engine_bench  # noqa: E402
 import pipeline_bench  # noqa: E402
 from soci_indexer import settings  # noqa: E402
+from soci_indexer.engine.build import build_ztoc  # noqa: E402
 from soci_indexer.oci.auth import StaticCredentials  # noqa: E402
 from soci_indexer.oci.client import RegistryClient  # noqa: E402
 from soci_indexer.pipeline import ImageStatus, IndexOptions, index_image  # noqa: E402
@@ -148,6 +151,14 @@ def _child(task: str, target: str, connections: int, label: str) -> dict[str, fl
             with open(path, "rb") as layer:
                 while chunk := layer.read(MIB):
                     inflater.decompress(chunk)
+    elif task == "build":
+
+        def build(path: str) -> None:
+            with open(path, "rb") as layer:
+                build_ztoc(layer)
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(build, target.split(os.pathsep)))
     else:
         host, repository = target.split("/", 1)
         with _client(host) as client:
@@ -210,9 +221,10 @@ def _report(image: Image, registry: str, capped: str, rounds: int, sweep: tuple[
     default = settings.DEFAULT_BLOB_CONNECTIONS
     pull_case: Case = ("pull", f"{capped}/{repository}", 1)
     inflate_case: Case = ("inflate", os.pathsep.join(map(str, image.files)), 0)
+    build_case: Case = ("build", inflate_case[1], 0)
     capped_cases: list[Case] = [("index", f"{capped}/{repository}", n) for n in sweep]
     uncapped_case: Case = ("index", f"{registry}/{repository}", default)
-    best = _measure([pull_case, inflate_case, *capped_cases, uncapped_case], rounds)
+    best = _measure([pull_case, inflate_case, build_case, *capped_cases, uncapped_case], rounds)
     pull, inflate = best[pull_case]["seconds"], best[inflate_case]["seconds"]
     print(
         f"{image.name}: {len(image.files)} layer(s), {image.size / 1e6:.0f} MB gzip;"
@@ -235,6 +247,11 @@ def _report(image: Image, registry: str, capped: str, rounds: int, sweep: tuple[
             f"  {label:<22} {seconds:>6.2f} s {seconds / pull:>7.2f} {seconds / inflate:>7.2f}"
             f" {run['peak_kib'] / 1024:>6.0f} MiB{note}"
         )
+    run = best[build_case]
+    print(
+        f"  {'engine on local files':<22} {run['seconds']:>6.2f} s {'':>7}"
+        f" {run['seconds'] / inflate:>7.2f} {run['peak_kib'] / 1024:>6.0f} MiB"
+    )
     run = best[uncapped_case]
     seconds = run["seconds"]
     ratio = seconds / inflate

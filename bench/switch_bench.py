@@ -19,8 +19,6 @@ import argparse
 import json
 import subprocess
 import sys
-import threading
-import time
 
 import engine_bench
 
@@ -34,18 +32,7 @@ def _child(path: str, builds: int, variant: str) -> dict[str, float]:
         build.SWITCH_INTERVAL = sys.getswitchinterval()
     elif variant == "0.1 ms":
         build.SHORTEN_ONLY_ALONE = False
-
-    def one() -> None:
-        with open(path, "rb") as layer:
-            build.build_ztoc(layer)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=one) for _ in range(builds)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return {"seconds": time.perf_counter() - started}
+    return {"seconds": engine_bench.concurrent_builds(path, builds)}
 
 
 def _once(path: str, builds: int, variant: str) -> float:

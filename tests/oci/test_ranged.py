@@ -18,7 +18,7 @@ from soci_indexer.oci.client import RegistryClient, RetryPolicy
 from soci_indexer.oci.ranged import stream_blob_ranged
 from soci_indexer.pipeline import ImageStatus, IndexOptions, index_image
 from support.images import PlatformImage, gzip_tar_layer, push_image
-from support.proxy import Answer, CutAfter, proxy
+from support.proxy import Answer, CutAfter, login_then_redirect_blobs, proxy
 from support.registry import LocalRegistry
 
 pytestmark = pytest.mark.registry
@@ -124,22 +124,12 @@ def test_ranges_follow_the_redirect_to_storage_without_the_registry_login(
             return Answer(403)
         return None
 
-    with proxy(registry.host, storage) as elsewhere:
-
-        def ask_login_then_redirect(
-            method: str, path: str, headers: dict[str, str]
-        ) -> Answer | None:
-            if headers.get("Authorization") != LOGIN.basic():
-                return Answer(401, {"WWW-Authenticate": 'Basic realm="test"'})
-            if "/blobs/" in path:
-                return Answer(307, {"Location": f"http://{elsewhere.host}{path}?X-Amz-Signature=s"})
-            return None
-
-        with proxy(registry.host, ask_login_then_redirect) as front:
-            client = RegistryClient(
-                front.host, plain_http=True, credentials=StaticCredentials(LOGIN)
-            )
-            assert _ranged(client, pushed) == LAYER.data
+    with (
+        proxy(registry.host, storage) as elsewhere,
+        proxy(registry.host, login_then_redirect_blobs(LOGIN.basic(), elsewhere.host)) as front,
+    ):
+        client = RegistryClient(front.host, plain_http=True, credentials=StaticCredentials(LOGIN))
+        assert _ranged(client, pushed) == LAYER.data
     assert len(seen_by_storage) == RANGES
     assert sorted(_blob_ranges(seen_by_storage)) == sorted(
         f"bytes={start}-{min(start + RANGE, LAYER.size) - 1}"

@@ -196,6 +196,21 @@ def _handler_class(
     return Handler
 
 
+def login_then_redirect_blobs(authorization: str, storage: str) -> Hook:
+    """A registry the way ECR behaves: every request without ``authorization`` (the
+    exact header value) gets a 401 Basic challenge, and blob GETs are redirected to
+    the same path on ``storage`` (``host:port``) with a pre-signed-looking query."""
+
+    def hook(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        if headers.get("Authorization") != authorization:
+            return Answer(401, {"WWW-Authenticate": 'Basic realm="test"'})
+        if "/blobs/" in path:
+            return Answer(307, {"Location": f"http://{storage}{path}?X-Amz-Signature=s"})
+        return None
+
+    return hook
+
+
 def _body_chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:
     while chunk := response.read(_CHUNK):
         yield chunk

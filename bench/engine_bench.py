@@ -24,6 +24,7 @@ import random
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -160,6 +161,23 @@ def _child(path: str, task: str, cores: int) -> dict[str, float]:
     result["seconds"] = time.perf_counter() - started
     result["peak_kib"] = _peak_rss_kib()
     return result
+
+
+def concurrent_builds(path: str, builds: int) -> float:
+    """Seconds for ``builds`` builds of the layer file at ``path`` at once, one thread each."""
+    from soci_indexer.engine.build import build_ztoc
+
+    def one() -> None:
+        with open(path, "rb") as layer:
+            build_ztoc(layer)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=one) for _ in range(builds)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def _peak_rss_kib() -> float:

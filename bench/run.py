@@ -14,14 +14,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import engine_bench
+import network_bench
 import pipeline_bench
 import scale_bench
 import sizing_bench
+import switch_bench
 import verify_bench
 
 
 def main() -> int:
-    benchmarks = (("engine", engine_bench.main), ("pipeline", pipeline_bench.main),
+    benchmarks = (("engine", engine_bench.main), ("network", network_bench.main),
+                  ("switch", switch_bench.main), ("pipeline", pipeline_bench.main),
                   ("scale", scale_bench.main), ("sizing", sizing_bench.main),
                   ("verify", verify_bench.main))  # fmt: skip
     missed = [name for name, run in benchmarks if run([]) != 0]

@@ -14,8 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import engine_bench
@@ -25,21 +23,8 @@ RUNS = 3
 
 
 def _child(path: str, cores: int, layers: int) -> None:
-    from soci_indexer.engine.build import build_ztoc
-
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
-
-    def one() -> None:
-        with open(path, "rb") as layer:
-            build_ztoc(layer)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=one) for _ in range(layers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    print(json.dumps({"seconds": time.perf_counter() - started}))
+    print(json.dumps({"seconds": engine_bench.concurrent_builds(path, layers)}))
 
 
 def _seconds(path: Path, cores: int, layers: int) -> float:

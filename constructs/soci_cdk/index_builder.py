@@ -265,6 +265,8 @@ class SociIndexBuilder(Construct):
         span_size_bytes: int = settings.DEFAULT_SPAN_SIZE,
         platforms: Sequence[str] = (),
         max_layer_workers: int = settings.DEFAULT_MAX_LAYER_WORKERS,
+        blob_connections: int = settings.DEFAULT_BLOB_CONNECTIONS,
+        range_size_bytes: int = settings.DEFAULT_RANGE_SIZE,
         memory_size_mib: int = MEMORY_SIZE_MIB,
         timeout: Duration | None = None,
         architecture: lambda_.Architecture | None = None,
@@ -301,6 +303,11 @@ class SociIndexBuilder(Construct):
         :param platforms: ``os/arch[/variant]`` to index in multi-platform
             images. Default: every platform.
         :param max_layer_workers: layers indexed at once per image. Default: 4.
+        :param blob_connections: connections fetching one layer in ranges, 1 to
+            16 (1: one stream). Default: 4.
+        :param range_size_bytes: bytes per ranged request, 256 KiB to 64 MiB; a
+            layer holds at most ``blob_connections`` of them in memory.
+            Default: 8 MiB.
         :param memory_size_mib: Lambda memory. Default: 3538 MiB (two vCPUs).
         :param timeout: Lambda timeout, 2 to 15 minutes. Default: 15 minutes.
         :param architecture: Lambda architecture. Default: ARM64.
@@ -359,6 +366,8 @@ class SociIndexBuilder(Construct):
             span_size_bytes=span_size_bytes,
             platforms=platforms,
             max_layer_workers=max_layer_workers,
+            blob_connections=blob_connections,
+            range_size_bytes=range_size_bytes,
             memory_size_mib=memory_size_mib,
             timeout=timeout,
             max_concurrency=max_concurrency,
@@ -385,6 +394,8 @@ class SociIndexBuilder(Construct):
                 settings.ENV_PLATFORMS: ",".join(platforms),
                 settings.ENV_BUILD_TOOL: settings.DEFAULT_BUILD_TOOL,
                 settings.ENV_MAX_WORKERS: Tokenization.stringify_number(max_layer_workers),
+                settings.ENV_BLOB_CONNECTIONS: Tokenization.stringify_number(blob_connections),
+                settings.ENV_RANGE_SIZE: Tokenization.stringify_number(range_size_bytes),
                 settings.ENV_METRICS_NAMESPACE: metrics_namespace,
                 settings.ENV_SERVICE_NAME: self.service_name,
                 settings.ENV_LOG_LEVEL: log_level,
@@ -646,6 +657,8 @@ class SociIndexBuilder(Construct):
         span_size_bytes: int,
         platforms: Sequence[str],
         max_layer_workers: int,
+        blob_connections: int,
+        range_size_bytes: int,
         memory_size_mib: int,
         timeout: Duration,
         max_concurrency: int,
@@ -676,6 +689,16 @@ class SociIndexBuilder(Construct):
             )
         _checks.check_whole_number(
             self, "max_layer_workers", max_layer_workers, 1, settings.MAX_LAYER_WORKERS
+        )
+        _checks.check_whole_number(
+            self, "blob_connections", blob_connections, 1, settings.MAX_BLOB_CONNECTIONS
+        )
+        _checks.check_whole_number(
+            self,
+            "range_size_bytes",
+            range_size_bytes,
+            settings.MIN_RANGE_SIZE,
+            settings.MAX_RANGE_SIZE,
         )
         _checks.check_whole_number(self, "memory_size_mib", memory_size_mib, 128, 10240)
         _checks.check_whole_number(

@@ -53,6 +53,7 @@ from soci_indexer.oci.manifests import (
     IndexVersion,
     Platform,
 )
+from soci_indexer.oci.ranged import stream_blob_ranged
 from soci_indexer.oci.reference import is_valid_tag
 
 if TYPE_CHECKING:
@@ -76,6 +77,9 @@ class IndexOptions:
     span_size: int = settings.DEFAULT_SPAN_SIZE
     build_tool: str = settings.DEFAULT_BUILD_TOOL
     max_workers: int = settings.DEFAULT_MAX_LAYER_WORKERS  # layers indexed at once
+    # connections fetching one layer in ranges of range_size bytes (1: one plain stream)
+    blob_connections: int = settings.DEFAULT_BLOB_CONNECTIONS
+    range_size: int = settings.DEFAULT_RANGE_SIZE
     # time.monotonic() after which the run stops, even mid-layer or mid-retry, and tags nothing
     deadline: float | None = None
 
@@ -560,7 +564,14 @@ class _Run:
         compression: CompressionChoice = (
             "gzip" if layer.media_type in settings.GZIP_LAYER_TYPES else "uncompressed"
         )
-        chunks = self.client.stream_blob(self.repository, layer.digest)
+        chunks = stream_blob_ranged(
+            self.client,
+            self.repository,
+            layer.digest,
+            layer.size,
+            connections=self.options.blob_connections,
+            range_size=self.options.range_size,
+        )
         try:
             build = build_ztoc(
                 chunks,

@@ -18,6 +18,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert (options.index_version, options.tag_suffix, options.platforms) == ("v2", "-soci", ())
     assert (options.min_layer_size, options.span_size) == (10 * 1024 * 1024, 4 * 1024 * 1024)
     assert (options.max_workers, options.deadline) == (4, None)
+    assert (options.blob_connections, options.range_size) == (4, 8 * 1024 * 1024)
     assert (config.allow_cross_account, config.metrics_namespace, config.log_level) == (
         False,
         "SociIndexBuilder",
@@ -35,6 +36,8 @@ def test_every_variable_the_constructs_set_is_read() -> None:
             "SOCI_PLATFORMS": "linux/amd64, linux/arm64/v8",
             "SOCI_BUILD_TOOL": "AWS SOCI CLI v0.2",
             "SOCI_MAX_LAYER_WORKERS": "2",
+            "SOCI_BLOB_CONNECTIONS": "8",
+            "SOCI_RANGE_SIZE_BYTES": "1048576",
             "SOCI_ALLOW_CROSS_ACCOUNT": "True",
             "POWERTOOLS_METRICS_NAMESPACE": "Team/Soci",
             "POWERTOOLS_SERVICE_NAME": "indexer",
@@ -49,6 +52,7 @@ def test_every_variable_the_constructs_set_is_read() -> None:
     )
     assert (options.min_layer_size, options.span_size, options.max_workers) == (0, 65536, 2)
     assert options.build_tool == "AWS SOCI CLI v0.2"
+    assert (options.blob_connections, options.range_size) == (8, 1048576)
     assert (config.allow_cross_account, config.metrics_namespace, config.service_name) == (
         True,
         "Team/Soci",
@@ -72,6 +76,10 @@ def test_a_blank_tag_suffix_falls_back_to_the_default_rather_than_overwriting_ta
         ("SOCI_PLATFORMS", "linux"),
         ("SOCI_MAX_LAYER_WORKERS", "0"),
         ("SOCI_MAX_LAYER_WORKERS", "33"),
+        ("SOCI_BLOB_CONNECTIONS", "0"),
+        ("SOCI_BLOB_CONNECTIONS", "17"),
+        ("SOCI_RANGE_SIZE_BYTES", "65536"),
+        ("SOCI_RANGE_SIZE_BYTES", "8MiB"),
         ("SOCI_ALLOW_CROSS_ACCOUNT", "yes please"),
         ("POWERTOOLS_METRICS_NAMESPACE", "AWS/Lambda"),
         ("LOG_LEVEL", "LOUD"),

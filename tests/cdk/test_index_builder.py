@@ -87,6 +87,8 @@ def built() -> Built:
         min_layer_size_bytes=0,
         span_size_bytes=1048576,
         max_layer_workers=2,
+        blob_connections=8,
+        range_size_bytes=4194304,
         memory_size_mib=1769,
         timeout=Duration.minutes(5),
         architecture=lambda_.Architecture.X86_64,
@@ -303,6 +305,8 @@ def test_the_environment_carries_the_default_index_settings(built: Built) -> Non
         "SOCI_PLATFORMS": "",
         "SOCI_BUILD_TOOL": "soci-fargate v0.1.0",
         "SOCI_MAX_LAYER_WORKERS": "4",
+        "SOCI_BLOB_CONNECTIONS": "4",
+        "SOCI_RANGE_SIZE_BYTES": "8388608",
         "POWERTOOLS_METRICS_NAMESPACE": "SociIndexBuilder",
         "POWERTOOLS_SERVICE_NAME": "Test/Filtered",
         "LOG_LEVEL": "INFO",
@@ -318,6 +322,8 @@ def test_index_settings_props_reach_the_environment(built: Built) -> None:
         "SOCI_SPAN_SIZE_BYTES": "1048576",
         "SOCI_PLATFORMS": "linux/amd64,linux/arm64/v8",
         "SOCI_MAX_LAYER_WORKERS": "2",
+        "SOCI_BLOB_CONNECTIONS": "8",
+        "SOCI_RANGE_SIZE_BYTES": "4194304",
         "POWERTOOLS_METRICS_NAMESPACE": "Team/Soci",
         "POWERTOOLS_SERVICE_NAME": "team-indexer",
         "LOG_LEVEL": "DEBUG",
@@ -341,6 +347,7 @@ def test_the_handler_reads_back_the_settings_the_builder_writes(built: Built) ->
         ("linux/amd64", "linux/arm64/v8"),
     )
     assert (options.min_layer_size, options.span_size, options.max_workers) == (0, 1048576, 2)
+    assert (options.blob_connections, options.range_size) == (8, 4194304)
     assert (config.metrics_namespace, config.service_name, config.log_level) == (
         "Team/Soci",
         "team-indexer",

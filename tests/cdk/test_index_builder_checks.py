@@ -35,6 +35,8 @@ PACKAGE_DIR = Path(soci_indexer.__file__).resolve().parent
         ({"span_size_bytes": 0}, "span_size_bytes", "0"),
         ({"min_layer_size_bytes": -1}, "min_layer_size_bytes", "-1"),
         ({"max_layer_workers": 0}, "max_layer_workers", "0"),
+        ({"blob_connections": 17}, "blob_connections", "17"),
+        ({"range_size_bytes": 65536}, "range_size_bytes", "65536"),
         ({"tag_filters": ["v?"]}, "tag_filters", "'v?'"),
         ({"repository_name_filters": ["Team-A/*"]}, "repository_name_filters", "'Team-A/*'"),
         ({"log_level": "TRACE"}, "log_level", "'TRACE'"),

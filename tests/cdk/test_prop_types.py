@@ -50,6 +50,8 @@ WRONG: dict[tuple[type[Any], str], object] = {
     (SociIndexBuilder, "span_size_bytes"): 4194304.0,
     (SociIndexBuilder, "platforms"): "linux/amd64",
     (SociIndexBuilder, "max_layer_workers"): True,
+    (SociIndexBuilder, "blob_connections"): "4",
+    (SociIndexBuilder, "range_size_bytes"): 8388608.0,
     (SociIndexBuilder, "memory_size_mib"): "3538",
     (SociIndexBuilder, "timeout"): 900,
     (SociIndexBuilder, "architecture"): "arm64",

@@ -86,6 +86,23 @@ def test_span_size_must_be_a_positive_byte_count(
     assert "span-size" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("count", ["0", "17", "four"])
+def test_connections_must_be_a_count_from_1_to_16(
+    count: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["index", "127.0.0.1:5000/repo:tag", "--connections", count])
+    assert exc.value.code == 2
+    assert "--connections: expected a whole number from 1 to 16" in capsys.readouterr().err
+
+
+def test_connections_reach_the_index_options() -> None:
+    from soci_indexer.cli.main import _options
+
+    args = build_parser().parse_args(["index", "127.0.0.1:5000/repo:tag", "--connections", "1"])
+    assert _options(args).blob_connections == 1
+
+
 @pytest.mark.parametrize("spelling", [["--tag-suffix", "-lazy"], ["--tag-suffix=-lazy"]])
 def test_a_tag_suffix_starting_with_a_dash_is_taken_as_written(spelling: list[str]) -> None:
     args = build_parser().parse_args(["index", "127.0.0.1:5000/repo:tag", *spelling])

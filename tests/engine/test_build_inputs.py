@@ -91,6 +91,42 @@ def test_a_build_leaves_the_thread_switch_interval_as_it_found_it() -> None:
     assert sys.getswitchinterval() == before
 
 
+def test_the_switch_interval_is_shortened_for_a_build_alone_and_not_beside_another() -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    go = [threading.Event(), threading.Event()]
+    reading = [threading.Event(), threading.Event()]
+
+    class Held(io.RawIOBase):
+        """A layer whose second read (the build is running by then) waits for ``go``."""
+
+        def __init__(self, number: int) -> None:
+            self.number, self.reads = number, 0
+
+        def read(self, size: int = -1) -> bytes:
+            self.reads += 1
+            if self.reads == 2:
+                reading[self.number].set()
+                go[self.number].wait(10)
+            return {1: LAYER[:1000], 2: LAYER[1000:]}.get(self.reads, b"")
+
+    builds = [threading.Thread(target=build_ztoc, args=(Held(n),)) for n in (0, 1)]
+    builds[0].start()
+    reading[0].wait(10)
+    alone = sys.getswitchinterval()
+    builds[1].start()
+    reading[1].wait(10)
+    together = sys.getswitchinterval()
+    go[1].set()
+    builds[1].join(10)
+    alone_again = sys.getswitchinterval()
+    go[0].set()
+    builds[0].join(10)
+    assert (alone, together, alone_again) == pytest.approx((0.0001, before, 0.0001))
+    assert sys.getswitchinterval() == before
+
+
 def test_concurrent_builds_each_give_the_reference_bytes() -> None:
     results: list[bytes] = []
 

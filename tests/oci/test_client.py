@@ -20,7 +20,14 @@ from soci_indexer.errors import AuthError, DeadlineExceeded, RegistryError
 from soci_indexer.oci import client as client_module
 from soci_indexer.oci.auth import Credentials, StaticCredentials
 from soci_indexer.oci.client import RegistryClient, RetryPolicy
-from support.proxy import Answer, CutAfter, Rewrite, proxy, self_signed_certificate
+from support.proxy import (
+    Answer,
+    CutAfter,
+    Rewrite,
+    login_then_redirect_blobs,
+    proxy,
+    self_signed_certificate,
+)
 from support.registry import LocalRegistry, running_registry
 
 BLOB = random.Random(7).randbytes(3 * 1024 * 1024 + 17)
@@ -491,22 +498,12 @@ def test_a_blob_redirected_to_another_host_is_fetched_without_our_credentials(
     def storage(method: str, path: str, headers: dict[str, str]) -> None:
         seen.append(headers)
 
-    with proxy(registry.host, storage) as elsewhere:
-
-        def ask_login_then_redirect(
-            method: str, path: str, headers: dict[str, str]
-        ) -> Answer | None:
-            if headers.get("Authorization") != LOGIN.basic():
-                return Answer(401, {"WWW-Authenticate": 'Basic realm="test"'})
-            if "/blobs/" in path:
-                return Answer(307, {"Location": f"http://{elsewhere.host}{path}?X-Amz-Signature=s"})
-            return None
-
-        with proxy(registry.host, ask_login_then_redirect) as front:
-            client = RegistryClient(
-                front.host, plain_http=True, credentials=StaticCredentials(LOGIN)
-            )
-            assert client.get_blob("client/redirected", BLOB_DIGEST) == BLOB
+    with (
+        proxy(registry.host, storage) as elsewhere,
+        proxy(registry.host, login_then_redirect_blobs(LOGIN.basic(), elsewhere.host)) as front,
+    ):
+        client = RegistryClient(front.host, plain_http=True, credentials=StaticCredentials(LOGIN))
+        assert client.get_blob("client/redirected", BLOB_DIGEST) == BLOB
     assert len(seen) == 1
     assert not {name.lower() for name in seen[0]} & {"authorization", "cookie"}
 

@@ -3,9 +3,13 @@
 docker-registry never answers 429, never drops a connection mid-blob, never
 stalls and has no token service. This proxy forwards everything to it
 unchanged, streaming bodies, except what a test's ``hook`` decides to answer
-itself (``Answer``), to break (``CutAfter``) or to send elsewhere (``Rewrite``).
+itself (``Answer``), to break (``CutAfter``) or to send elsewhere (``Rewrite``). A hook may also change the
+request headers it is given before they are forwarded (drop ``Range`` to play
+a registry that ignores it, add the login a pre-signed URL stands for).
 Every exchange is recorded with the status the client saw, so tests can check
-what was asked, in which order, and how it ended.
+what was asked, in which order, and how it ended. ``rate`` caps what each
+connection receives (bytes per second), as one stream from a real registry is
+capped.
 """
 
 from __future__ import annotations
@@ -98,7 +102,11 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 def _handler_class(
-    upstream: str, hook: Hook, requests: list[tuple[str, str]], exchanges: list[Exchange]
+    upstream: str,
+    hook: Hook,
+    requests: list[tuple[str, str]],
+    exchanges: list[Exchange],
+    rate: float | None = None,
 ) -> type:
     lock = threading.Lock()
 
@@ -168,7 +176,10 @@ def _handler_class(
                 return
             chunks = iter([payload]) if payload is not None else _body_chunks(response)
             sent = 0
+            started = time.monotonic()
             for chunk in chunks:
+                if rate is not None:  # this body's bytes never ahead of rate x time
+                    time.sleep(max(0.0, started + sent / rate - time.monotonic()))
                 if cut is not None and sent + len(chunk) > cut.count:
                     self.wfile.write(chunk[: max(0, cut.count - sent)])
                     self.wfile.flush()
@@ -196,6 +207,21 @@ def _handler_class(
     return Handler
 
 
+def login_then_redirect_blobs(authorization: str, storage: str) -> Hook:
+    """A registry the way ECR behaves: every request without ``authorization`` (the
+    exact header value) gets a 401 Basic challenge, and blob GETs are redirected to
+    the same path on ``storage`` (``host:port``) with a pre-signed-looking query."""
+
+    def hook(method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        if headers.get("Authorization") != authorization:
+            return Answer(401, {"WWW-Authenticate": 'Basic realm="test"'})
+        if "/blobs/" in path:
+            return Answer(307, {"Location": f"http://{storage}{path}?X-Amz-Signature=s"})
+        return None
+
+    return hook
+
+
 def _body_chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:
     while chunk := response.read(_CHUNK):
         yield chunk
@@ -215,12 +241,19 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def proxy(upstream: str, hook: Hook, *, tls: tuple[Path, Path] | None = None) -> Iterator[Proxy]:
+def proxy(
+    upstream: str,
+    hook: Hook,
+    *,
+    tls: tuple[Path, Path] | None = None,
+    rate: float | None = None,
+) -> Iterator[Proxy]:
     """A proxy on a free loopback port in front of ``upstream`` (``host:port``);
-    ``tls`` (certificate, key) makes it speak HTTPS."""
+    ``tls`` (certificate, key) makes it speak HTTPS; ``rate`` (bytes per second)
+    caps each response body, so each connection, at that speed."""
     requests: list[tuple[str, str]] = []
     exchanges: list[Exchange] = []
-    handler = _handler_class(upstream, hook, requests, exchanges)
+    handler = _handler_class(upstream, hook, requests, exchanges, rate)
     server = _QuietServer(("127.0.0.1", 0), handler)
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

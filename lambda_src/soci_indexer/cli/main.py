@@ -291,6 +291,20 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     )
     _span_size(parser)
     _build_tool(parser)
+    parser.add_argument(
+        "--connections",
+        type=_connections,
+        default=settings.DEFAULT_BLOB_CONNECTIONS,
+        metavar="N",
+        help="connections fetching each layer in ranges, 1 for one stream (default: %(default)s)",
+    )
+
+
+def _connections(text: str) -> int:
+    limit = settings.MAX_BLOB_CONNECTIONS
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= limit):
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {limit}, got {text!r}")
+    return int(text)
 
 
 def _options(args: argparse.Namespace) -> IndexOptions:
@@ -303,6 +317,7 @@ def _options(args: argparse.Namespace) -> IndexOptions:
         min_layer_size=args.min_layer_size,
         span_size=args.span_size,
         build_tool=args.build_tool,
+        blob_connections=args.connections,
     )
 
 

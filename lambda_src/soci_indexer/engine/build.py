@@ -74,7 +74,10 @@ def build_ztoc(
 
     Raises UnsupportedLayer / CorruptLayer (both LayerError) for layers that
     cannot be indexed. ``progress`` is called with the count of input bytes
-    consumed so far, from the reading thread.
+    consumed so far, from the reading thread. While this is the only build
+    running in the process, the process-wide GIL switch interval is lowered to
+    ``SWITCH_INTERVAL``; the interval found is put back when a second build
+    starts or this one ends.
     """
     if span_size <= 0:
         raise ValueError(f"span size must be positive, got {span_size}")
@@ -201,33 +204,45 @@ def _digest(hasher: hashlib._Hash) -> str:
 
 
 SWITCH_INTERVAL = 0.0001  # seconds; CPython's default is 0.005
+# Shorten it only while one build runs: with several at once (the pipeline indexes up to
+# four layers of an image together) the default serves them as well or better
+# (bench/switch_bench.py measures both).
+SHORTEN_ONLY_ALONE = True
 _switches_lock = threading.Lock()
 _switches_users = 0
 _switches_saved = 0.0
 
 
+def _set_switch_interval() -> None:
+    """The interval for the number of builds now running (the lock held)."""
+    alone = _switches_users == 1 or not SHORTEN_ONLY_ALONE
+    shorten = _switches_users > 0 and alone
+    sys.setswitchinterval(min(_switches_saved, SWITCH_INTERVAL) if shorten else _switches_saved)
+
+
 @contextmanager
 def _prompt_thread_switches() -> Iterator[None]:
-    """Shorten the GIL switch interval while builds run (process-wide; restored after the last).
+    """Shorten the GIL switch interval while a build runs alone (process-wide; the
+    interval found before the first build is restored when the last one ends).
 
     The inflate and hash threads spend their time in C without the GIL and
     need it only for moments between calls, while the tar thread runs Python
     without pause. With the default interval each of those moments can wait
-    5 ms behind the tar thread, which leaves a core idle.
+    5 ms behind the tar thread, which leaves a core idle. With other builds
+    running there are other threads ready to use that core.
     """
     global _switches_users, _switches_saved
     with _switches_lock:
         if not _switches_users:
             _switches_saved = sys.getswitchinterval()
-            sys.setswitchinterval(min(_switches_saved, SWITCH_INTERVAL))
         _switches_users += 1
+        _set_switch_interval()
     try:
         yield
     finally:
         with _switches_lock:
             _switches_users -= 1
-            if not _switches_users:
-                sys.setswitchinterval(_switches_saved)
+            _set_switch_interval()
 
 
 class _Worker(threading.Thread, Generic[T]):

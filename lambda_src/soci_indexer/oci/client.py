@@ -326,11 +326,40 @@ class RegistryClient:
         from the first byte not yet yielded, so the consumer sees every byte
         exactly once. Gives up after ``retry.attempts`` breaks in a row.
         """
+        return self._stream_blob(repository, digest, start, end, chunk_size, None)
+
+    def stream_blob_head(
+        self, repository: str, digest: str, end: int, *, chunk_size: int = CHUNK_SIZE
+    ) -> tuple[bool, Generator[bytes, None, None]]:
+        """Ask for the blob's bytes ``[0, end)`` and say whether the registry honoured the
+        Range: ``(True, those bytes)`` when it answered 206, ``(False, the whole blob)``
+        when it ignored the Range and sent everything (200), so a caller that planned
+        to fetch the rest in ranges reads this one stream instead and nothing is asked
+        for twice. Either stream resumes like ``stream_blob``."""
+        opened = self._open_blob(repository, digest, 0, end)
+        ranged = opened[1].status == 206
+        return ranged, self._stream_blob(
+            repository, digest, 0, end if ranged else None, chunk_size, opened
+        )
+
+    def _stream_blob(
+        self,
+        repository: str,
+        digest: str,
+        start: int,
+        end: int | None,
+        chunk_size: int,
+        opened: tuple[_Key, http.client.HTTPResponse] | None,
+    ) -> Generator[bytes, None, None]:
         position = start
         failures = 0
         while end is None or position < end:
             try:
-                for chunk in self._read_blob_from(repository, digest, position, end, chunk_size):
+                current = opened or self._open_blob(repository, digest, position, end)
+                opened = None  # a resume asks again, from the first byte not yet yielded
+                for chunk in self._read_blob(
+                    current, repository, digest, position, end, chunk_size
+                ):
                     position += len(chunk)
                     failures = 0
                     yield chunk
@@ -501,16 +530,27 @@ class RegistryClient:
 
     # ---- blob reading ------------------------------------------------------------------------
 
-    def _read_blob_from(
-        self, repository: str, digest: str, position: int, end: int | None, chunk_size: int
-    ) -> Iterator[bytes]:
+    def _open_blob(
+        self, repository: str, digest: str, position: int, end: int | None
+    ) -> tuple[_Key, http.client.HTTPResponse]:
         headers = {}
         if position or end is not None:
             last = "" if end is None else str(end - 1)
             headers["Range"] = f"bytes={position}-{last}"
-        conn_key, response = self._open(
+        return self._open(
             "GET", f"/v2/{repository}/blobs/{digest}", scope=_scope(repository), headers=headers
         )
+
+    def _read_blob(
+        self,
+        opened: tuple[_Key, http.client.HTTPResponse],
+        repository: str,
+        digest: str,
+        position: int,
+        end: int | None,
+        chunk_size: int,
+    ) -> Iterator[bytes]:
+        conn_key, response = opened
         finished = False
         pending = bytearray()  # arrived, not yet yielded
         conn = self._connections.of_this_thread()[conn_key]

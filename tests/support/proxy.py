@@ -3,9 +3,10 @@
 docker-registry never answers 429, never drops a connection mid-blob, never
 stalls and has no token service. This proxy forwards everything to it
 unchanged, streaming bodies, except what a test's ``hook`` decides to answer
-itself (``Answer``), to break (``CutAfter``) or to send elsewhere (``Rewrite``). A hook may also change the
-request headers it is given before they are forwarded (drop ``Range`` to play
-a registry that ignores it, add the login a pre-signed URL stands for).
+itself (``Answer``), to break (``CutAfter``) or to send elsewhere
+(``Rewrite``). A hook may also change the request headers it is given before
+they are forwarded (drop ``Range`` to play a registry that ignores it, add the
+login a pre-signed URL stands for).
 Every exchange is recorded with the status the client saw, so tests can check
 what was asked, in which order, and how it ended. ``rate`` caps what each
 connection receives (bytes per second), as one stream from a real registry is

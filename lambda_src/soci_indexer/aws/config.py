@@ -144,13 +144,13 @@ def load_config(environ: Mapping[str, str]) -> HandlerConfig:
         blob_connections=read.get(
             settings.ENV_BLOB_CONNECTIONS,
             settings.DEFAULT_BLOB_CONNECTIONS,
-            _whole_number(1, settings.MAX_BLOB_CONNECTIONS),
+            parse_whole_number(1, settings.MAX_BLOB_CONNECTIONS),
             f"a whole number from 1 to {settings.MAX_BLOB_CONNECTIONS}",
         ),
         range_size=read.get(
             settings.ENV_RANGE_SIZE,
             settings.DEFAULT_RANGE_SIZE,
-            _whole_number(settings.MIN_RANGE_SIZE, settings.MAX_RANGE_SIZE),
+            parse_whole_number(settings.MIN_RANGE_SIZE, settings.MAX_RANGE_SIZE),
             f"a whole number of bytes from {settings.MIN_RANGE_SIZE} to {settings.MAX_RANGE_SIZE}",
         ),
     )

@@ -357,13 +357,17 @@ def test_a_layer_stalled_past_the_deadline_is_not_resumed(registry: LocalRegistr
 
 def test_when_one_layer_fails_the_others_stop_reading(registry: LocalRegistry) -> None:
     push(registry, "pipeline/sibling", amd64(BIG_A, BIG_B))
+    b_started = threading.Event()
 
     def refuse_a_stall_b(
         method: str, path: str, headers: dict[str, str]
     ) -> Answer | CutAfter | None:
         if path.endswith(BIG_A.digest):
+            # Refuse A only once B is reading, so B has something to stop.
+            b_started.wait(timeout=10)
             return Answer(403)
         if path.endswith(BIG_B.digest):
+            b_started.set()
             return CutAfter(64 * 1024, "stall", 2)
         return None
 

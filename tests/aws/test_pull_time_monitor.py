@@ -202,3 +202,16 @@ def test_the_handler_needs_no_context_object_to_record_a_pull(
     assert result["pull_seconds"] == 45.5
     (document,) = pull_documents(capsys.readouterr().out)
     assert document[settings.METRIC_PULL_SECONDS] == 45.5
+
+
+def test_a_pull_is_recorded_even_when_the_detail_has_no_task_arn(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The ARN is only logged: the task's resource ARN stands in, the pull time is kept."""
+    event = load_event("ecs/task-running-plain")
+    detail = dict(event["detail"])
+    arn = detail.pop("taskArn")
+    result = process_event({**event, "detail": detail}, FakeContext(), config=CONFIG)
+    assert (result["state"], result["pull_seconds"], result["task"]) == ("pulled", 45.5, arn)
+    (document,) = pull_documents(capsys.readouterr().out)
+    assert document[settings.METRIC_PULL_SECONDS] == 45.5

@@ -173,7 +173,8 @@ def parse_task_event(event: object) -> TaskEvent:
     if not isinstance(containers, list):
         raise InvalidEvent("detail.containers is not a list")
     return TaskEvent(
-        task_arn=_text(detail, "taskArn", required=True),
+        # Only logged: a task without its ARN is still worth its pull time.
+        task_arn=_text(detail, "taskArn") or _first_resource(event),
         cluster=_text(detail, "clusterArn", required=True).rsplit("/", 1)[-1],
         family=_text(detail, "taskDefinitionArn", required=True)
         .rsplit("/", 1)[-1]
@@ -188,6 +189,13 @@ def parse_task_event(event: object) -> TaskEvent:
             if isinstance(c, Mapping) and c.get("image")
         ),
     )
+
+
+def _first_resource(event: Mapping[str, object]) -> str:
+    resources = event.get("resources")
+    if isinstance(resources, list) and resources and isinstance(resources[0], str):
+        return resources[0]
+    return ""
 
 
 def _text(fields: Mapping[str, object], key: str, *, required: bool = False) -> str:

@@ -38,11 +38,11 @@ from soci_cdk.index_builder import PULL_ACTIONS, PUSH_ACTIONS, RUNTIME, indexer_
 # The provider's construct id on the stack: every SociImage of the stack finds it there.
 PROVIDER_ID = "SociImageProvider"
 # How often the deployment asks is_complete whether the SOCI-enabled image is there.
-QUERY_INTERVAL = Duration.seconds(30)
+QUERY_INTERVAL = Duration.seconds(settings.CR_QUERY_INTERVAL_SECONDS)
 DEFAULT_TIMEOUT = Duration.minutes(30)
 # CloudFormation waits at most an hour for a custom resource (its ServiceTimeout, 1 to
 # 3600 s), and the provider's waiter no longer than that either.
-MAX_TIMEOUT_SECONDS = 3600
+MAX_TIMEOUT_SECONDS = settings.CR_MAX_SERVICE_TIMEOUT_SECONDS
 MIN_TIMEOUT_SECONDS = 60
 # Both user functions may run as long as Lambda allows: is_complete builds in one invocation.
 FUNCTION_TIMEOUT = Duration.minutes(15)

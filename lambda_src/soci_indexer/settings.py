@@ -54,6 +54,13 @@ CR_TAG_SUFFIX = "TagSuffix"
 CR_IMAGE_URI = "ImageUri"  # "<registry>/<repository>@sha256:<SOCI-enabled image>"
 CR_IMAGE_DIGEST = "ImageDigest"
 CR_SOURCE_DIGEST = "SourceDigest"
+# When on_event found no SOCI-enabled image: the time (Unix seconds) it asked is_complete to
+# build one, so is_complete can tell when the wait is over (a Data field, not for users).
+CR_BUILD_REQUESTED_AT = "BuildRequestedAt"
+# CloudFormation's own property: how long it waits for the resource (seconds, 1 to 3600).
+CR_SERVICE_TIMEOUT = "ServiceTimeout"
+CR_MAX_SERVICE_TIMEOUT_SECONDS = 3600
+CR_QUERY_INTERVAL_SECONDS = 30  # how often the provider polls is_complete
 
 # The deploy-time backfill custom resource of ``SociIndexBuilder(backfill=...)``
 # (``aws.backfill``): images already in the builder's repositories are queued as pushes.

@@ -124,6 +124,13 @@ def request(
     return event
 
 
+def requested_at(answer: dict[str, object]) -> list[float]:
+    """The build request time on_event answered with, as a list (empty when none)."""
+    data = answer.get("Data")
+    assert isinstance(data, dict)
+    return [float(data[settings.CR_BUILD_REQUESTED_AT])] if data else []
+
+
 def merged(event: dict[str, Any], answer: dict[str, object]) -> dict[str, Any]:
     """The is_complete event: the request with on_event's answer over it."""
     return {**event, **answer}
@@ -183,8 +190,12 @@ def test_create_of_an_image_not_yet_indexed_builds_it_in_is_complete(
     pushed = push(registry, "cr/build", BIG)
     event = request("Create", properties(registry, "cr/build"))
     clients = factory(registry)
+    before = time.time()
     answer = process_on_event(event, FakeContext(), client_factory=clients)
-    assert answer == {"PhysicalResourceId": f"{registry.host}/cr/build@{pushed.digest}"}
+    assert answer["PhysicalResourceId"] == f"{registry.host}/cr/build@{pushed.digest}"
+    # No image yet, only the time the build was asked for (is_complete's wait starts there).
+    (requested,) = requested_at(answer)
+    assert before - 1 <= requested <= time.time() + 1
     assert registry.client().head_manifest("cr/build", "v1-soci") is None  # on_event built nothing
     done = process_is_complete(merged(event, answer), FakeContext(), client_factory=clients)
     soci = registry.served_digest("cr/build", "v1-soci")
@@ -316,6 +327,31 @@ def test_too_little_time_left_asks_to_be_polled_again_and_writes_no_tag(
     assert done["IsComplete"] is True  # the next poll, with time enough
 
 
+def test_a_build_that_cannot_finish_before_the_wait_ends_fails_saying_what_to_do(
+    registry: LocalRegistry,
+) -> None:
+    """Each attempt starts over: once another cannot end before ServiceTimeout, the
+    deployment fails with our line, not CloudFormation's generic timeout."""
+    push(registry, "cr/huge", BIG)
+    event = request("Create", properties(registry, "cr/huge", ServiceTimeout="1800"))
+    clients = factory(registry)
+    answer = process_on_event(event, FakeContext(), client_factory=clients)
+    late = FakeContext(remaining_ms=30_000)  # this attempt runs out of time at once
+    fresh = merged(event, answer)
+    assert process_is_complete(fresh, late, client_factory=clients) == {"IsComplete": False}
+    # 10 s before the 30 minutes the deployment waits are over: not even the next poll comes.
+    waited = {**fresh, "Data": {settings.CR_BUILD_REQUESTED_AT: f"{time.time() - 1790:.0f}"}}
+    with pytest.raises(DeadlineExceeded) as raised:
+        process_is_complete(waited, late, client_factory=clients)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"{registry.host}/cr/huge:v1: no SOCI-enabled image after 30 of the 30 minutes"
+    )
+    assert f"soci-indexer ensure {registry.host}/cr/huge:v1" in message
+    assert registry.client().head_manifest("cr/huge", "v1-soci") is None
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
@@ -361,7 +397,8 @@ def test_a_target_repository_gets_the_image_by_mount_and_its_soci_enabled_image(
     event = request("Create", properties(registry, "cr/assets", TargetRepository="cr/soci"))
     reads = LayerReads(BIG, SMALL)
     answer, done = deploy(registry, event, reads)
-    assert answer == {"PhysicalResourceId": f"{registry.host}/cr/soci@{pushed.digest}"}
+    assert answer["PhysicalResourceId"] == f"{registry.host}/cr/soci@{pushed.digest}"
+    assert settings.CR_IMAGE_URI not in answer["Data"]  # type: ignore[operator]
     soci = registry.served_digest("cr/soci", "v1-soci")
     data = done["Data"]
     assert isinstance(data, dict)

@@ -22,8 +22,11 @@ A build must fit in one ``is_complete`` invocation: each is given the time the
 invocation has left less ``SAFETY_MARGIN_SECONDS``; a run that runs out of it
 (or hits a registry failure worth a retry) writes no output tag, answers
 ``IsComplete: False`` and starts over on the next poll (blobs already copied
-to a target repository stay copied). Permanent problems raise at once with one
-line a person can act on.
+to a target repository stay copied), as long as another attempt can end before
+CloudFormation stops waiting (``ServiceTimeout``, counted from the time
+``on_event`` asked for the build, ``BuildRequestedAt``); after that it fails
+with a line that says to index the image beforehand. Permanent problems raise
+at once with one line a person can act on.
 
 What the provider framework does with that (aws-cdk-lib 2.275.0,
 ``custom-resources/lib/provider-framework/runtime/framework.js`` and
@@ -279,7 +282,8 @@ def process_on_event(
         raise _permanent(exc, props, time.monotonic() - started) from None
     if found is None:
         LOGGER.info("SOCI-enabled image missing: is_complete builds it", physical_id=physical_id)
-        return {"PhysicalResourceId": physical_id}
+        requested = {settings.CR_BUILD_REQUESTED_AT: f"{time.time():.0f}"}
+        return {"PhysicalResourceId": physical_id, "Data": requested}
     LOGGER.info("SOCI-enabled image already there", physical_id=physical_id, image=found.reference)
     return {"PhysicalResourceId": physical_id, "Data": _data(found)}
 
@@ -318,6 +322,11 @@ def process_is_complete(
             raise DeadlineExceeded(f"{remaining:.1f} s left, {safety_margin_seconds:.0f} s kept")
         ensured = _build(client, props, source, options)
     except (DeadlineExceeded, RegistryError) as exc:
+        if isinstance(exc, DeadlineExceeded):
+            attempt = max(budget, time.monotonic() - started)
+            over = _wait_over(event, props, attempt)
+            if over is not None:
+                raise over from None
         if isinstance(exc, DeadlineExceeded) or _worth_retry(exc):
             LOGGER.warning(
                 "build stopped, polled again", error_type=type(exc).__name__,
@@ -330,6 +339,46 @@ def process_is_complete(
     LOGGER.info("SOCI-enabled image built", image=ensured.reference,
                 seconds=round(time.monotonic() - started, 1))  # fmt: skip
     return {"IsComplete": True, "Data": _data(ensured)}
+
+
+def _wait_over(
+    event: Mapping[str, object], props: Properties, attempt_seconds: float
+) -> DeadlineExceeded | None:
+    """The error that ends the deployment when another attempt cannot finish before
+    CloudFormation stops waiting (``ServiceTimeout``); None while one still can.
+
+    Attempts restart the build, so waiting longer only helps when something else
+    (the push-time builder) writes the image meanwhile: this says so while the
+    message can still be ours, not CloudFormation's generic timeout.
+    """
+    data = event.get("Data")
+    requested = data.get(settings.CR_BUILD_REQUESTED_AT) if isinstance(data, Mapping) else None
+    timeout = _service_timeout(event.get("ResourceProperties"))
+    try:
+        waited = time.time() - float(str(requested))
+    except ValueError:
+        return None  # an event without on_event's mark: leave the ending to CloudFormation
+    if waited + settings.CR_QUERY_INTERVAL_SECONDS + attempt_seconds < timeout:
+        return None
+    image = _image(props)
+    return DeadlineExceeded(
+        _line(
+            f"{image}: no SOCI-enabled image after {waited / 60:.0f} of the {timeout / 60:.0f} "
+            f"minutes the deployment waits; each attempt stops after {attempt_seconds / 60:.0f} "
+            "minutes (one Lambda invocation) and the next starts over, so this image takes "
+            f"longer: index it beforehand (soci-indexer ensure {image}, or the push-time "
+            "builder), then deploy again"
+        )
+    )
+
+
+def _service_timeout(properties: object) -> float:
+    """The resource's ``ServiceTimeout`` in seconds; CloudFormation's hour when unset."""
+    raw = properties.get(settings.CR_SERVICE_TIMEOUT) if isinstance(properties, Mapping) else None
+    try:
+        return float(str(raw))
+    except ValueError:
+        return float(settings.CR_MAX_SERVICE_TIMEOUT_SECONDS)
 
 
 def _build(
@@ -403,9 +452,14 @@ def _worth_retry(error: RegistryError) -> bool:
     return error.status is None or error.status in _TRANSIENT
 
 
+def _image(props: Properties) -> str:
+    """``registry/repository:tag`` or ``registry/repository@sha256:...``: the source image."""
+    return f"{props.registry}/{props.repository}:{props.reference}".replace(":sha256:", "@sha256:")
+
+
 def _permanent(error: SociError, props: Properties, seconds: float = 0.0) -> SociError:
     """The error to raise: typed as the problem it is, one line that says what to do."""
-    image = f"{props.registry}/{props.repository}:{props.reference}".replace(":sha256:", "@sha256:")
+    image = _image(props)
     message = str(error)
     if isinstance(error, NothingToIndex):
         message = (

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
 from itertools import accumulate
-from operator import add, itemgetter
+from operator import itemgetter
 from typing import NamedTuple, cast
 
 from soci_indexer.errors import ZtocFormatError
@@ -445,8 +445,11 @@ def prepare_entry(entry: FileMetadata) -> PreparedEntry | None:
 
     An entry's table refers to its strings and xattr vector by distance, so
     all of its bytes depend only on where it starts modulo 8, except the
-    reference to its vtable (``_Builder.write_prepared_entries``). Run for
-    every entry while the layer streams, so every step counts.
+    reference to its vtable (``_Builder.write_prepared_entries``). This runs
+    for every entry while the layer streams, so it does the least it can: the
+    strings after the name repeat from entry to entry (``_entry_tail``), and
+    so do the distances to them, which ``_entry_packers`` folds into how the
+    table is packed.
     """
     (
         name,
@@ -466,85 +469,104 @@ def prepare_entry(entry: FileMetadata) -> PreparedEntry | None:
     ) = entry
     if xattrs:
         return None
-    name_piece = _piece(name.encode("utf-8", "surrogateescape"))
-    kind_piece = _text_piece(kind)
-    link_piece = _text_piece(linkname) if not linkname else _piece(_encode(linkname))
-    owner, (uname_end, gname_end, span) = _owner_pieces(uname, gname, mtime)
-    # From the strings' start: where each string ends (name, type, linkname, uname, gname,
-    # mod_time), counted back from the table's start, which is where the xattr vector ends.
-    link_end = len(name_piece) + len(kind_piece) + len(link_piece)
-    span += link_end + 4  # the strings and the empty vector after them
-    values = (
-        span - len(name_piece),
-        span - len(name_piece) - len(kind_piece),
-        offset,
-        size,
-        span - link_end,
-        mode,
-        uid,
-        gid,
-        span - link_end - uname_end,
-        span - link_end - gname_end,
-        4,  # mod_time: the last string, then the vector
-        major,
-        minor,
-        0,  # the xattr vector ends where the table starts
-    )
-    data = _EMPTY_VECTOR + owner + link_piece + kind_piece + name_piece  # lowest address first
+    raw = name.encode("utf-8", "surrogateescape")
+    name_piece = _U32.pack(len(raw)) + raw + _NUL_AND_PADDING[-(len(raw) + 1) & 3]
+    tail = _entry_tail(kind, linkname, uname, gname, mtime)
     key = (
-        span % 8,
-        bool(offset),
-        bool(size),
-        bool(mode),
-        bool(uid),
-        bool(gid),
-        bool(major),
-        bool(minor),
+        tail,
+        len(name_piece) & 4,
+        offset != 0,
+        size != 0,
+        mode != 0,
+        uid != 0,
+        gid != 0,
+        major != 0,
+        minor != 0,
     )
-    packers = _ENTRY_PACKERS.get(key) or _entry_packers(key)
-    (pick0, adds0, rest0, plan0), (pick1, adds1, rest1, plan1) = packers
+    (pick0, refs0, rest0, plan0), (pick1, refs1, rest1, plan1) = _ENTRY_PACKERS.get(
+        key
+    ) or _entry_packers(key)
+    values = (offset, size, mode, uid, gid, major, minor)
+    data = tail.data + name_piece  # lowest address first: the vector, the strings
     return (
-        (data, rest0.pack(*map(add, pick0(values), adds0)), plan0),
-        (data, rest1.pack(*map(add, pick1(values), adds1)), plan1),
+        (data, rest0.pack(*pick0(values + refs0)), plan0),
+        (data, rest1.pack(*pick1(values + refs1)), plan1),
     )
+
+
+class _EntryTail(NamedTuple):
+    """An entry's empty xattr vector and its strings after the name, as laid out below
+    the name (lowest address first), and each string's distance back from the table."""
+
+    data: bytes
+    distances: tuple[int, int, int, int, int, int]  # name, type, linkname, uname, gname, mtime
+
+
+@lru_cache(maxsize=4096)
+def _entry_tail(kind: str, linkname: str, uname: str, gname: str, mod_time: str) -> _EntryTail:
+    """These repeat from entry to entry (a link's target less often)."""
+    link = _text_piece(linkname) if not linkname else _piece(_encode(linkname))
+    pieces = [
+        _text_piece(kind),
+        link,
+        _text_piece(uname),
+        _text_piece(gname),
+        _text_piece(mod_time),
+    ]
+    # Where each string ends, from the end of the name; the table starts after the vector.
+    ends = [0, *accumulate(map(len, pieces))]
+    table = ends[-1] + len(_EMPTY_VECTOR)
+    distances = tuple(table - end for end in ends)
+    return _EntryTail(_EMPTY_VECTOR + b"".join(reversed(pieces)), distances)  # type: ignore[arg-type]
 
 
 _EntryPacker = tuple[
     Callable[[tuple[int, ...]], tuple[int, ...]], tuple[int, ...], struct.Struct, "_TablePlan"
 ]
-_ENTRY_PACKERS: dict[tuple[int | bool, ...], tuple[_EntryPacker, _EntryPacker]] = {}
+_ENTRY_PACKERS: dict[tuple[object, ...], tuple[_EntryPacker, _EntryPacker]] = {}
+_ENTRY_PACKERS_LIMIT = 4096  # kinds of entries kept; beyond it the cache starts over
 
 
-def _entry_packers(key: tuple[int | bool, ...]) -> tuple[_EntryPacker, _EntryPacker]:
-    """For an entry table of ``key``'s shape, at either alignment: how to pack its fields.
+def _entry_packers(key: tuple[object, ...]) -> tuple[_EntryPacker, _EntryPacker]:
+    """For an entry table of ``key``'s shape, at either alignment: how to pack its fields
+    from ``(offset, size, mode, uid, gid, devmajor, devminor)`` and the references.
 
-    A field that refers to a string holds the string's distance back from the
-    table's start (from ``prepare_entry``) plus the field's own position.
+    A field that refers to a string holds the string's distance back from
+    the table's start plus the field's own position in the table: both are
+    known from the key, so the references are constants (``refs``), picked
+    with the values into the table's field order.
     """
-    span, offset, size, mode, uid, gid, major, minor = key
+    tail, name_alignment, *scalars = key
+    assert isinstance(tail, _EntryTail)
+    assert isinstance(name_alignment, int)
+    offset, size, mode, uid, gid, major, minor = map(bool, scalars)
     present = (True, True, offset, size, True, mode, uid, gid, True, True, True, major, minor, True)
+    name, kind, link, uname, gname, mtime = tail.distances
+    # per field of the schema: the index of its value, or None and its distance (a reference)
+    sources = ((None, name), (None, kind), (0, 0), (1, 0), (None, link), (2, 0), (3, 0), (4, 0),
+               (None, uname), (None, gname), (None, mtime), (5, 0), (6, 0), (None, 0))  # fmt: skip
+    table_alignment = name_alignment + tail.distances[0]  # from the name's start, mod 8
     packers = []
     for start in (0, 4):
-        plan = _plan_table(_FILE_METADATA, (start + span) % 8, tuple(map(bool, present)))
-        indices = [index for index, _, _ in plan.fields]
-        adds = tuple(position if reference else 0 for _, position, reference in plan.fields)
+        plan = _plan_table(_FILE_METADATA, (start + table_alignment) % 8, present)
+        indices: list[int] = []
+        refs: list[int] = []
+        for index, position, _ in plan.fields:
+            value, distance = sources[index]
+            if value is None:
+                refs.append(position + distance)
+                value = _ENTRY_VALUES + len(refs) - 1
+            indices.append(value)
         # The table's format less its leading vtable reference ("<i" and nothing before it).
         rest = struct.Struct("<" + plan.packer.format.removeprefix("<i"))
-        pick = (
-            itemgetter(*indices) if len(indices) > 1 else lambda values, i=indices[0]: (values[i],)
-        )
-        packers.append((pick, adds, rest, plan))
+        packers.append((itemgetter(*indices), tuple(refs), rest, plan))
+    if len(_ENTRY_PACKERS) >= _ENTRY_PACKERS_LIMIT:
+        _ENTRY_PACKERS.clear()
     _ENTRY_PACKERS[key] = (packers[0], packers[1])
     return _ENTRY_PACKERS[key]
 
 
-@lru_cache(maxsize=4096)
-def _owner_pieces(uname: str, gname: str, mod_time: str) -> tuple[bytes, tuple[int, int, int]]:
-    """The last three strings of an entry (uname, gname, mod_time), lowest address first,
-    and where uname, gname and mod_time end counted from uname's start: these repeat."""
-    pieces = [_text_piece(uname), _text_piece(gname), _text_piece(mod_time)]
-    ends = tuple(accumulate(map(len, pieces)))
-    return b"".join(reversed(pieces)), (ends[0], ends[1], ends[2])
+_ENTRY_VALUES = 7  # offset, size, mode, uid, gid, devmajor, devminor
 
 
 def entry_strings(entry: FileMetadata) -> StringBlock:

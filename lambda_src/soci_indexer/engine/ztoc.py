@@ -399,6 +399,7 @@ _CHUNKS_PER_RUN = 4096
 _LARGE_CHUNK = 64 * 1024
 _EMPTY_VECTOR = _U32.pack(0)
 _NUL_AND_PADDING = [bytes(1 + padding) for padding in range(4)]
+_EMPTY_STRING = _EMPTY_VECTOR + bytes(4)  # a length of 0, the NUL and padding
 
 
 class StringBlock(NamedTuple):
@@ -471,9 +472,11 @@ def prepare_entry(entry: FileMetadata) -> PreparedEntry | None:
         return None
     raw = name.encode("utf-8", "surrogateescape")
     name_piece = _U32.pack(len(raw)) + raw + _NUL_AND_PADDING[-(len(raw) + 1) & 3]
-    tail = _entry_tail(kind, linkname, uname, gname, mtime)
+    tail = _entry_tail(kind, uname, gname, mtime)
+    link_piece = _piece(_encode(linkname)) if linkname else _EMPTY_STRING
     key = (
         tail,
+        len(link_piece),
         len(name_piece) & 4,
         offset != 0,
         size != 0,
@@ -487,7 +490,7 @@ def prepare_entry(entry: FileMetadata) -> PreparedEntry | None:
         key
     ) or _entry_packers(key)
     values = (offset, size, mode, uid, gid, major, minor)
-    data = tail.data + name_piece  # lowest address first: the vector, the strings
+    data = tail.owner + link_piece + tail.kind + name_piece  # lowest address first
     return (
         (data, rest0.pack(*pick0(values + refs0)), plan0),
         (data, rest1.pack(*pick1(values + refs1)), plan1),
@@ -495,29 +498,26 @@ def prepare_entry(entry: FileMetadata) -> PreparedEntry | None:
 
 
 class _EntryTail(NamedTuple):
-    """An entry's empty xattr vector and its strings after the name, as laid out below
-    the name (lowest address first), and each string's distance back from the table."""
+    """The strings of an entry that repeat from entry to entry: its type, and its owner
+    and time with the empty xattr vector after them, each laid out as below the link
+    (lowest address first); and the distances of the owner strings' ends back from the
+    table, where the vector ends."""
 
-    data: bytes
-    distances: tuple[int, int, int, int, int, int]  # name, type, linkname, uname, gname, mtime
+    kind: bytes
+    owner: bytes  # the vector, mod_time, gname, uname
+    distances: tuple[int, int, int, int]  # uname, gname, mod_time, and where the link ends
 
 
 @lru_cache(maxsize=4096)
-def _entry_tail(kind: str, linkname: str, uname: str, gname: str, mod_time: str) -> _EntryTail:
-    """These repeat from entry to entry (a link's target less often)."""
-    link = _text_piece(linkname) if not linkname else _piece(_encode(linkname))
-    pieces = [
+def _entry_tail(kind: str, uname: str, gname: str, mod_time: str) -> _EntryTail:
+    pieces = [_text_piece(uname), _text_piece(gname), _text_piece(mod_time), _EMPTY_VECTOR]
+    # From the table back, where each string ends: the mod_time after the vector, ...
+    mod_time_end, gname_end, uname_end, link_end = accumulate(map(len, reversed(pieces)))
+    return _EntryTail(
         _text_piece(kind),
-        link,
-        _text_piece(uname),
-        _text_piece(gname),
-        _text_piece(mod_time),
-    ]
-    # Where each string ends, from the end of the name; the table starts after the vector.
-    ends = [0, *accumulate(map(len, pieces))]
-    table = ends[-1] + len(_EMPTY_VECTOR)
-    distances = tuple(table - end for end in ends)
-    return _EntryTail(_EMPTY_VECTOR + b"".join(reversed(pieces)), distances)  # type: ignore[arg-type]
+        b"".join(reversed(pieces)),
+        (uname_end, gname_end, mod_time_end, link_end),
+    )
 
 
 _EntryPacker = tuple[
@@ -536,16 +536,19 @@ def _entry_packers(key: tuple[object, ...]) -> tuple[_EntryPacker, _EntryPacker]
     known from the key, so the references are constants (``refs``), picked
     with the values into the table's field order.
     """
-    tail, name_alignment, *scalars = key
+    tail, link_length, name_alignment, *scalars = key
     assert isinstance(tail, _EntryTail)
+    assert isinstance(link_length, int)
     assert isinstance(name_alignment, int)
     offset, size, mode, uid, gid, major, minor = map(bool, scalars)
     present = (True, True, offset, size, True, mode, uid, gid, True, True, True, major, minor, True)
-    name, kind, link, uname, gname, mtime = tail.distances
+    uname, gname, mtime, link = tail.distances
+    kind = link + link_length
+    name = kind + len(tail.kind)
     # per field of the schema: the index of its value, or None and its distance (a reference)
     sources = ((None, name), (None, kind), (0, 0), (1, 0), (None, link), (2, 0), (3, 0), (4, 0),
                (None, uname), (None, gname), (None, mtime), (5, 0), (6, 0), (None, 0))  # fmt: skip
-    table_alignment = name_alignment + tail.distances[0]  # from the name's start, mod 8
+    table_alignment = name_alignment + name  # from the name's start, mod 8
     packers = []
     for start in (0, 4):
         plan = _plan_table(_FILE_METADATA, (start + table_alignment) % 8, present)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
 from itertools import accumulate
-from operator import itemgetter
+from operator import itemgetter, sub
 from typing import NamedTuple, cast
 
 from soci_indexer.errors import ZtocFormatError
@@ -282,10 +282,10 @@ class _Builder:
             self._write(_EMPTY_VECTOR)
             return self._offset
         after = self._offset + 4 * len(targets)  # the offset once every reference is written
-        references = b"".join(
-            _U32.pack(after - 4 * index - target) for index, target in enumerate(targets)
-        )
-        self._write(_U32.pack(len(targets)) + references)
+        count = len(targets)
+        # the length and every reference (after - 4 * index - target) in one pack
+        references = map(sub, range(after, after - 4 * count, -4), targets)
+        self._write(struct.pack(f"<{count + 1}I", count, *references))
         return self._offset
 
     def table(self, schema: _Schema, values: Sequence[int]) -> int:
@@ -337,9 +337,9 @@ class _Builder:
         pack = _I32.pack
         offset = self._offset
         for index in range(len(entries) - 1, -1, -1):
-            strings, body, plan = entries[index][offset >> 2 & 1]
-            chunks += (strings, body)
-            object_offset = offset + len(strings) + len(body) + 4
+            body, plan = entries[index][offset >> 2 & 1]
+            chunks.append(body)
+            object_offset = offset + len(body) + 4
             cell = cells.get(plan.layout)
             vtable = cell[0] if cell else 0
             if object_offset <= self._largest_field_offset:
@@ -436,7 +436,8 @@ def _join_pieces(pieces: list[bytes]) -> StringBlock:
     return StringBlock(b"".join(pieces), ends)
 
 
-PreparedHalf = tuple[bytes, bytes, "_TablePlan"]  # strings, table less its vtable reference, plan
+PreparedHalf = tuple[bytes, "_TablePlan"]  # the table less its vtable reference, the vector and
+# the strings (lowest address first); the table's plan
 PreparedEntry = tuple[PreparedHalf, PreparedHalf]  # for the entry at offset 0 and 4 modulo 8
 
 
@@ -492,8 +493,8 @@ def prepare_entry(entry: FileMetadata) -> PreparedEntry | None:
     values = (offset, size, mode, uid, gid, major, minor)
     data = tail.owner + link_piece + tail.kind + name_piece  # lowest address first
     return (
-        (data, rest0.pack(*pick0(values + refs0)), plan0),
-        (data, rest1.pack(*pick1(values + refs1)), plan1),
+        (rest0.pack(*pick0(values + refs0)) + data, plan0),
+        (rest1.pack(*pick1(values + refs1)) + data, plan1),
     )
 
 

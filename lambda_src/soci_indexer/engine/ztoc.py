@@ -337,9 +337,9 @@ class _Builder:
         pack = _I32.pack
         offset = self._offset
         for index in range(len(entries) - 1, -1, -1):
-            body, plan = entries[index][offset >> 2 & 1]
-            chunks.append(body)
-            object_offset = offset + len(body) + 4
+            strings, body, plan = entries[index][offset >> 2 & 1]
+            chunks += (strings, body)
+            object_offset = offset + len(strings) + len(body) + 4
             cell = cells.get(plan.layout)
             vtable = cell[0] if cell else 0
             if object_offset <= self._largest_field_offset:
@@ -436,8 +436,9 @@ def _join_pieces(pieces: list[bytes]) -> StringBlock:
     return StringBlock(b"".join(pieces), ends)
 
 
-PreparedHalf = tuple[bytes, "_TablePlan"]  # the table less its vtable reference, the vector and
-# the strings (lowest address first); the table's plan
+# The vector and the strings (shared by both halves), the table less its vtable reference, and
+# the table's plan. Kept for every entry of the layer until the end, so kept small.
+PreparedHalf = tuple[bytes, bytes, "_TablePlan"]
 PreparedEntry = tuple[PreparedHalf, PreparedHalf]  # for the entry at offset 0 and 4 modulo 8
 
 
@@ -493,8 +494,8 @@ def prepare_entry(entry: FileMetadata) -> PreparedEntry | None:
     values = (offset, size, mode, uid, gid, major, minor)
     data = tail.owner + link_piece + tail.kind + name_piece  # lowest address first
     return (
-        (rest0.pack(*pick0(values + refs0)) + data, plan0),
-        (rest1.pack(*pick1(values + refs1)) + data, plan1),
+        (data, rest0.pack(*pick0(values + refs0)), plan0),
+        (data, rest1.pack(*pick1(values + refs1)), plan1),
     )
 
 

@@ -16,7 +16,8 @@ several layers. For each, in fresh child processes, best of ``--rounds``:
   the pipeline does), the engine's share of the time without any fetching;
 - indexing: ``index_image`` through the capped proxy with 1, 2, 4 and 8
   connections per layer (the one-layer image; the default only for the
-  other), and once straight to the registry with no cap;
+  other), and straight to the registry with no cap (the default, and for
+  several layers also one connection each);
 - peak RSS (VmHWM) of each indexing child;
 - CPU time (user + system) of the uncapped indexing child and of the
   registry serving it (from ``/proc/<pid>/stat``): on a machine with few
@@ -256,7 +257,10 @@ def _report(
     build_case: Case = ("build", inflate_case[1], 0)
     capped_cases: list[Case] = [("index", f"{capped}/{repository}", n) for n in sweep]
     uncapped_case: Case = ("index", f"{registry.host}/{repository}", default)
-    cases = [pull_case, inflate_case, build_case, *capped_cases, uncapped_case]
+    # several layers: also one connection each, to see whether fewer connections help
+    one_each: Case = ("index", f"{registry.host}/{repository}", 1)
+    extra = [one_each] if len(image.files) > 1 else []
+    cases = [pull_case, inflate_case, build_case, *capped_cases, *extra, uncapped_case]
     best = _measure(cases, rounds, registry_pid(registry))
     pull, inflate = best[pull_case]["seconds"], best[inflate_case]["seconds"]
     print(
@@ -285,6 +289,12 @@ def _report(
         f"  {'engine on local files':<22} {run['seconds']:>6.2f} s {'':>7}"
         f" {run['seconds'] / inflate:>7.2f} {run['peak_kib'] / 1024:>6.0f} MiB"
     )
+    for case in extra:
+        run = best[case]
+        print(
+            f"  {f'{case[2]}, no cap':<22} {run['seconds']:>6.2f} s {'':>7}"
+            f" {run['seconds'] / inflate:>7.2f} {run['peak_kib'] / 1024:>6.0f} MiB"
+        )
     run = best[uncapped_case]
     seconds = run["seconds"]
     ratio = seconds / inflate

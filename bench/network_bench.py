@@ -16,8 +16,13 @@ several layers. For each, in fresh child processes, best of ``--rounds``:
   the pipeline does), the engine's share of the time without any fetching;
 - indexing: ``index_image`` through the capped proxy with 1, 2, 4 and 8
   connections per layer (the one-layer image; the default only for the
-  other), and once straight to the registry with no cap;
-- peak RSS (VmHWM) of each indexing child.
+  other), and straight to the registry with no cap (the default, and for
+  several layers also one connection each);
+- peak RSS (VmHWM) of each indexing child;
+- CPU time (user + system) of the uncapped indexing child and of the
+  registry serving it (from ``/proc/<pid>/stat``): on a machine with few
+  cores their sum, divided by the cores, is a floor under the index time
+  that no overlap can beat.
 
 Printed as ratios to the two baselines measured in the same run. Targets:
 capped, default connections, one layer: index <= 0.5x the pull (moonshot:
@@ -56,7 +61,7 @@ from soci_indexer.oci.client import RegistryClient  # noqa: E402
 from soci_indexer.pipeline import ImageStatus, IndexOptions, index_image  # noqa: E402
 from support.images import GZIP_OCI, Blob, PlatformImage, push_image  # noqa: E402
 from support.proxy import proxy  # noqa: E402
-from support.registry import installed, running_registry  # noqa: E402
+from support.registry import LocalRegistry, installed, running_registry  # noqa: E402
 
 MIB = 1024 * 1024
 WORKERS = settings.DEFAULT_MAX_LAYER_WORKERS  # layers at once, for the pull as for indexing
@@ -145,6 +150,7 @@ def _layer_digests(client: RegistryClient, repository: str) -> list[str]:
 
 def _child(task: str, target: str, connections: int, label: str) -> dict[str, float]:
     started = time.perf_counter()
+    cpu_started = time.process_time()
     if task == "inflate":
         for path in target.split(os.pathsep):
             inflater = zlib.decompressobj(47)
@@ -165,6 +171,7 @@ def _child(task: str, target: str, connections: int, label: str) -> dict[str, fl
             if task == "pull":
                 digests = _layer_digests(client, repository)
                 started = time.perf_counter()
+                cpu_started = time.process_time()
 
                 def fetch(digest: str) -> int:
                     return sum(map(len, client.stream_blob(repository, digest)))
@@ -178,35 +185,59 @@ def _child(task: str, target: str, connections: int, label: str) -> dict[str, fl
                 )
                 result = index_image(client, repository, "v1", options)
                 assert result.status is ImageStatus.INDEXED, result.reason
-    return {"seconds": time.perf_counter() - started, "peak_kib": engine_bench._peak_rss_kib()}
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu": time.process_time() - cpu_started,
+        "peak_kib": engine_bench._peak_rss_kib(),
+    }
 
 
 Case = tuple[str, str, int]  # task, target, connections
 
 
-def _once(case: Case) -> dict[str, float]:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def registry_pid(registry: LocalRegistry) -> int:
+    """The docker-registry process serving ``registry`` (found by its config file)."""
+    config = str(registry.root.parent / "config.yml").encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if config in (entry / "cmdline").read_bytes().split(b"\0"):
+                    return int(entry.name)
+            except OSError:  # a process that ended meanwhile
+                continue
+    raise RuntimeError(f"no process serves the registry at {registry.host}")
+
+
+def _once(case: Case, server: int) -> dict[str, float]:
+    """One fresh child; ``server_cpu`` is what process ``server`` used meanwhile."""
     task, target, connections = case
     label = f"network-bench {task} {target} {connections} {time.time()}"
     command = [sys.executable, __file__, "--child", task, target, str(connections), label]
+    before = process_cpu_seconds(server)
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result: dict[str, float] = json.loads(output)
-    return result
+    return {**result, "server_cpu": process_cpu_seconds(server) - before}
 
 
-def _measure(cases: list[Case], rounds: int) -> dict[Case, dict[str, float]]:
+def _measure(cases: list[Case], rounds: int, server: int) -> dict[Case, dict[str, float]]:
     """Best of ``rounds`` for each case, the cases taking turns within each round so that
-    a busy spell on a shared machine lands on all of them rather than on one."""
+    a busy spell on a shared machine lands on all of them rather than on one. The CPU
+    times are those of the fastest run."""
     runs: dict[Case, list[dict[str, float]]] = {case: [] for case in cases}
     for _ in range(rounds):
         for case in cases:
-            runs[case].append(_once(case))
-    return {
-        case: {
-            "seconds": min(run["seconds"] for run in done),
-            "peak_kib": max(run["peak_kib"] for run in done),
-        }
-        for case, done in runs.items()
-    }
+            runs[case].append(_once(case, server))
+    best = {}
+    for case, done in runs.items():
+        fastest = min(done, key=lambda run: run["seconds"])
+        best[case] = {**fastest, "peak_kib": max(run["peak_kib"] for run in done)}
+    return best
 
 
 # --------------------------------------------------------------------------- report
@@ -216,15 +247,21 @@ def _verdict(value: float, limit: float) -> str:
     return "ok" if value <= limit else "MISSED"
 
 
-def _report(image: Image, registry: str, capped: str, rounds: int, sweep: tuple[int, ...]) -> bool:
+def _report(
+    image: Image, registry: LocalRegistry, capped: str, rounds: int, sweep: tuple[int, ...]
+) -> bool:
     repository = f"bench/{image.name}"
     default = settings.DEFAULT_BLOB_CONNECTIONS
     pull_case: Case = ("pull", f"{capped}/{repository}", 1)
     inflate_case: Case = ("inflate", os.pathsep.join(map(str, image.files)), 0)
     build_case: Case = ("build", inflate_case[1], 0)
     capped_cases: list[Case] = [("index", f"{capped}/{repository}", n) for n in sweep]
-    uncapped_case: Case = ("index", f"{registry}/{repository}", default)
-    best = _measure([pull_case, inflate_case, build_case, *capped_cases, uncapped_case], rounds)
+    uncapped_case: Case = ("index", f"{registry.host}/{repository}", default)
+    # several layers: also one connection each, to see whether fewer connections help
+    one_each: Case = ("index", f"{registry.host}/{repository}", 1)
+    extra = [one_each] if len(image.files) > 1 else []
+    cases = [pull_case, inflate_case, build_case, *capped_cases, *extra, uncapped_case]
+    best = _measure(cases, rounds, registry_pid(registry))
     pull, inflate = best[pull_case]["seconds"], best[inflate_case]["seconds"]
     print(
         f"{image.name}: {len(image.files)} layer(s), {image.size / 1e6:.0f} MB gzip;"
@@ -252,6 +289,12 @@ def _report(image: Image, registry: str, capped: str, rounds: int, sweep: tuple[
         f"  {'engine on local files':<22} {run['seconds']:>6.2f} s {'':>7}"
         f" {run['seconds'] / inflate:>7.2f} {run['peak_kib'] / 1024:>6.0f} MiB"
     )
+    for case in extra:
+        run = best[case]
+        print(
+            f"  {f'{case[2]}, no cap':<22} {run['seconds']:>6.2f} s {'':>7}"
+            f" {run['seconds'] / inflate:>7.2f} {run['peak_kib'] / 1024:>6.0f} MiB"
+        )
     run = best[uncapped_case]
     seconds = run["seconds"]
     ratio = seconds / inflate
@@ -260,6 +303,13 @@ def _report(image: Image, registry: str, capped: str, rounds: int, sweep: tuple[
         f"  {f'{default}, no cap':<22} {seconds:>6.2f} s {'':>7} {ratio:>7.2f}"
         f" {run['peak_kib'] / 1024:>6.0f} MiB"
         f"  (target <= {TARGET_UNCAPPED_ZLIB}: {_verdict(ratio, TARGET_UNCAPPED_ZLIB)})"
+    )
+    cores = len(os.sched_getaffinity(0))
+    cpu = run["cpu"] + run["server_cpu"]
+    print(
+        f"  {'':<22} CPU: index {run['cpu']:.2f} s + registry {run['server_cpu']:.2f} s"
+        f" = {cpu:.2f} s; on {cores} cores at least {cpu / cores:.2f} s"
+        f" ({cpu / cores / inflate:.2f} of zlib); the engine alone: {best[build_case]['cpu']:.2f} s"
     )
     return ok
 
@@ -299,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         with capped_proxy(registry.host, args.rate_mib * MIB) as capped:
             for image in images:
                 sweep = SWEEP if len(image.files) == 1 else (1, settings.DEFAULT_BLOB_CONNECTIONS)
-                ok &= _report(image, registry.host, capped, args.rounds, sweep)
+                ok &= _report(image, registry, capped, args.rounds, sweep)
     return 0 if ok else 1
 
 

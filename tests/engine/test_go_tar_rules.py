@@ -38,7 +38,7 @@ def header(checksum: str = "unsigned", **fields: bytes) -> bytes:
         "uid": b"0000000\x00",
         "gid": b"0000000\x00",
         "size": b"00000000000\x00",
-        "mtime": b"14524761000\x00",  # 1700000000
+        "mtime": b"14524761000\x00",  # 1699996160
         "typeflag": b"0",
         **USTAR,
         **fields,
@@ -262,3 +262,63 @@ def test_eof_inside_the_padding_after_data_ends_the_archive() -> None:
 def test_names_keep_bytes_that_are_not_utf8() -> None:
     entry = only(header(name=b"caf\xe9"))
     assert entry.name.encode("utf-8", "surrogateescape") == b"caf\xe9"
+
+
+def test_a_plain_header_gives_every_field_as_written() -> None:
+    fields = {"uid": b"0001750\x00", "gid": b"0000144\x00", "uname": b"app", "gname": b"staff"}
+    fields["mtime"] = b"14524770400\x00"  # 1700000000
+    for kind in (USTAR, GNU):
+        entry = only(header(name=b"usr/bin/tool", mode=b"0000755\x00", **fields, **kind))
+        assert entry == FileMetadata(
+            name="usr/bin/tool",
+            type="reg",
+            uncompressed_offset=BLOCK,
+            uncompressed_size=0,
+            mode=0o755,
+            uid=1000,
+            gid=100,
+            uname="app",
+            gname="staff",
+            mod_time="2023-11-14T22:13:20Z",
+        )
+
+
+def mixed_archive() -> bytes:
+    """Plain headers (read in one loop) between every kind of header that is not."""
+    gnu_long = header(name=b"././@LongLink", typeflag=b"L", size=b"%011o\x00" % 151, **GNU)
+    star_times = b"00000000000\x00"
+    parts = [
+        header(name=b"a", size=b"00000001750\x00") + padded(b"x" * 1000),
+        header(name=b"b/", typeflag=b"5", **GNU),
+        pax((b"path", b"from-pax"), (b"comment", b"kept")) + header(name=b"p"),
+        header(name=b"c", typeflag=b"2", linkname=b"a", size=b"00000001750\x00"),
+        gnu_long + padded(b"L" * 150 + b"\x00") + header(name=b"short", **GNU),
+        header(name=b"d", prefix=b"deep/er"),
+        header(name=b"e", prefix=b"old/go", **GNU),
+        header(name=b"f", prefix=b"star", at476=star_times, at488=star_times, at508=b"tar\x00"),
+        header(magic=b"\x00" * 6, version=b"\x00\x00", name=b"v7", uname=b"root"),
+        header(name=b"g", typeflag=b"\x00", size=b"00000000003\x00") + padded(b"abc"),
+        header(name=b"h", typeflag=b"3", devmajor=b"0000001\x00", devminor=b"0000003\x00"),
+        header(checksum="signed", name="é".encode()),
+        header(name=b"i", mode=b"  755 \x00 ", size=b"\x80" + bytes(7) + (600).to_bytes(4, "big"))
+        + padded(bytes(600)),
+    ]
+    plain_run = b"".join(header(name=b"run-%d" % n, size=b"00000000012\x00") + padded(b"0123456789")
+                         for n in range(5))  # fmt: skip
+    return plain_run.join(parts) + plain_run + END
+
+
+@pytest.mark.parametrize("piece", [1, 7, 511, 512, 513, 1536, 5000, 1 << 20])
+def test_headers_read_the_same_in_pieces_of_any_size(piece: int) -> None:
+    stream = mixed_archive()
+    whole, end = read(stream)
+    reader = TarReader()
+    for start in range(0, len(stream), piece):  # pieces under 512 bytes hold no whole header
+        reader.feed(memoryview(stream)[start : start + piece], start)
+    assert reader.close(len(stream)) == end == len(stream)
+    assert reader.entries == whole
+    names = [entry.name for entry in whole]
+    assert names[:7] == ["a", "run-0", "run-1", "run-2", "run-3", "run-4", "b/"]
+    assert {"from-pax", "L" * 150, "deep/er/d", "old/go/e", "star/f", "v7", "g", "h", "é", "i"} <= {
+        entry.name for entry in whole
+    }

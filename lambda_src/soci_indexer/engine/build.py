@@ -27,10 +27,10 @@ from soci_indexer.engine.tar import TarReader
 from soci_indexer.engine.ztoc import (
     Compression,
     CompressionInfo,
-    StringBlock,
+    PreparedEntry,
     TarZinfo,
     Ztoc,
-    entry_strings,
+    prepare_entry,
     serialize,
     serialize_gzip_zinfo,
     serialize_tar_zinfo,
@@ -310,7 +310,7 @@ class _Build:
     def __init__(self, span_size: int) -> None:
         self.span_size = span_size
         self.tar = TarReader()
-        self.prepared: list[StringBlock] = []  # the zTOC strings of each entry read so far
+        self.prepared: list[PreparedEntry | None] = []  # zTOC bytes of each entry read so far
         self.hashes = _SpanHashes()
         self.layer_size = 0
         self.archive_size = 0
@@ -355,10 +355,10 @@ class _Build:
                 raise worker.error
 
     def _read_tar(self, data: bytes | memoryview, offset: int) -> None:
-        """Feed the tar reader, and lay out the strings of the entries it found meanwhile:
+        """Feed the tar reader, and lay out the zTOC bytes of the entries it found meanwhile:
         work the tar thread has time for, which would otherwise wait for the last entry."""
         self.tar.feed(data, offset)
-        self.prepared.extend(map(entry_strings, self.tar.entries[len(self.prepared) :]))
+        self.prepared.extend(map(prepare_entry, self.tar.entries[len(self.prepared) :]))
 
     def _accept(self, chunk: bytes) -> None:
         raise NotImplementedError

@@ -10,8 +10,8 @@ tar headers and hash spans.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import ctypes.util
 import threading
 import zlib  # noqa: F401 - loading the zlib module maps the system libz into the process
 from collections.abc import Callable
@@ -65,15 +65,20 @@ class _ZStream(ctypes.Structure):
 
 @cache
 def _libz() -> ctypes.CDLL:
-    """The system libz: by name, else the file the ``zlib`` module has loaded."""
-    for candidate in (ctypes.util.find_library("z"), *_mapped_libz()):
-        if not candidate:
-            continue
-        try:
-            lib = ctypes.CDLL(candidate)
-        except OSError:
-            continue
-        return _declare(lib)
+    """The system libz: the file the ``zlib`` module has loaded, else found by name.
+
+    ``ctypes.util`` is imported only for the second: it imports subprocess,
+    tempfile and more, a cost every indexing process would pay at start-up.
+    """
+    for candidate in _mapped_libz():
+        with contextlib.suppress(OSError):
+            return _declare(ctypes.CDLL(candidate))
+    from ctypes.util import find_library  # here, not at the top: see the docstring
+
+    name = find_library("z")
+    if name:
+        with contextlib.suppress(OSError):
+            return _declare(ctypes.CDLL(name))
     raise SociError("cannot load the system zlib (libz.so) through ctypes")
 
 

@@ -17,8 +17,9 @@ import contextlib
 import re
 import struct
 import zlib
-from collections.abc import Generator
-from functools import lru_cache
+from collections.abc import Callable, Generator
+from functools import lru_cache, partial
+from typing import NamedTuple, cast
 
 from soci_indexer.engine.ztoc import FileMetadata
 from soci_indexer.errors import CorruptLayer, UnsupportedLayer
@@ -90,6 +91,8 @@ class TarReader:
         self.end: int | None = None
         self._eof: int | None = None
         self._pending = bytearray()  # the start of the wanted bytes, when they span pieces
+        self._plain_next = False  # the parser waits for a header, with no PAX or long name
+        self._data_end = 0  # after _read_plain: the end of the last entry's data
         self._parser = self._parse()
         self._want = next(self._parser)
 
@@ -104,6 +107,11 @@ class TarReader:
                 first = start + have - offset
                 if first >= len(data):
                     return
+                if self._plain_next and not have:
+                    position = self._read_plain(data, offset, first)
+                    if position != start:
+                        self._want = send(_Skip(position, self._data_end))
+                        continue
                 take = min(length - have, len(data) - first)
                 if not have and take == length:
                     self._want = send(bytes(data[first : first + length]))
@@ -114,6 +122,68 @@ class TarReader:
                 piece = bytes(pending)
                 pending.clear()
                 self._want = send(piece)
+
+    def _read_plain(self, data: bytes | bytearray | memoryview, offset: int, first: int) -> int:
+        """Read the plain headers from ``data[first:]`` on; the stream position after them.
+
+        Most headers are plain: a file, directory or link in a USTAR (or
+        GNU) header written the usual way, with no PAX record or long name
+        before it. This reads those in one tight loop, as ``_parse`` would;
+        at the first header that is anything else (or at the end of
+        ``data``) it stops, and ``_parse`` takes over from there.
+        """
+        entries = self.entries
+        end = len(data) - BLOCK
+        position = offset + first
+        while first <= end:
+            block = bytes(data[first : first + BLOCK])
+            kind = block[156:157]
+            if kind not in _HEADER_ONLY_TYPES and kind != b"0":
+                break
+            if not _USUAL_NUMBERS.match(block, 100):
+                break
+            number = int(block[100:154].replace(b"\x00", b""), 8)
+            if number & _BITS_18 != _byte_sum(block) or block[329:345] not in _NO_DEVICE_NUMBERS:
+                break
+            magic = block[257:265]  # magic and version
+            if magic[:6] == b"ustar\x00" and block[_STAR_TRAILER] != b"tar\x00":
+                prefix = block[345:500].partition(b"\x00")[0]
+            elif magic == b"ustar  \x00" and not block[345] and not block[357]:
+                prefix = b""  # GNU, with no access or change time that could be a prefix
+            else:
+                break
+            name = block[:100].partition(b"\x00")[0]
+            if prefix:
+                name = prefix + b"/" + name
+            size = number >> 51 & _BITS_33
+            position += BLOCK
+            entries.append(
+                _new_entry(
+                    (
+                        name.decode("utf-8", "surrogateescape"),
+                        _ENTRY_TYPES[kind],
+                        position,  # uncompressed_offset
+                        size,
+                        block[157:257].partition(b"\x00")[0].decode("utf-8", "surrogateescape"),
+                        number >> 126,  # mode
+                        number >> 105 & _BITS_21,  # uid
+                        number >> 84 & _BITS_21,  # gid
+                        block[265:297].partition(b"\x00")[0].decode("utf-8", "surrogateescape"),
+                        block[297:329].partition(b"\x00")[0].decode("utf-8", "surrogateescape"),
+                        go_time_text(number >> 18 & _BITS_33),
+                        0,  # devmajor
+                        0,  # devminor
+                        (),  # xattrs
+                    )
+                )
+            )
+            if kind != b"0":
+                size = 0  # links, directories and devices have no data section
+            self._data_end = position + size
+            padded = -(-size // BLOCK) * BLOCK
+            position += padded
+            first += BLOCK + padded
+        return position
 
     def close(self, length: int) -> int:
         """The stream ended after ``length`` bytes: finish, and return ``end``."""
@@ -126,18 +196,25 @@ class TarReader:
         assert self.end is not None
         return self.end
 
-    def _parse(self) -> Generator[tuple[int, int], bytes, None]:
+    def _parse(self) -> Generator[tuple[int, int], bytes | _Skip, None]:
         """Go's ``Reader.next`` loop. Yields (offset, length) wanted, receives those bytes.
 
         The bytes received are shorter than asked only once the stream has
-        ended (``self._eof`` is then set).
+        ended (``self._eof`` is then set). Asked for a header with no PAX
+        record or long name pending, it may instead receive a ``_Skip``:
+        ``_read_plain`` has read the plain entries up to there.
         """
         position = 0  # of the next header
         data_end = 0  # end of the previous entry's data, before its padding
         pax: dict[bytes, bytes] = {}
         long_name = long_link = b""
         while True:
+            self._plain_next = not (pax or long_name or long_link)
             block = yield position, BLOCK
+            self._plain_next = False
+            if isinstance(block, _Skip):
+                position, data_end = block
+                continue
             if len(block) < BLOCK:
                 self.end = self._end_at_eof(block, position, data_end)
                 return
@@ -150,7 +227,8 @@ class TarReader:
             if kind not in _HEADER_ONLY_TYPES and header.size < 0:
                 raise CorruptLayer("tar header has a negative size", position)
             if kind in (_PAX_HEADER, _GNU_LONG_NAME, _GNU_LONG_LINK):
-                data = yield data_start, _special_file_size(header, position)
+                size = _special_file_size(header, position)
+                data = cast(bytes, (yield data_start, size))  # a _Skip comes only for a header
                 if len(data) < header.size:
                     raise CorruptLayer("tar stream ends inside an extended header", self._eof)
                 if kind == _PAX_HEADER:
@@ -194,6 +272,19 @@ class TarReader:
         if block != ZERO_BLOCK:
             raise CorruptLayer("a zero block is followed by a non-zero block", position)
         return position + BLOCK
+
+
+class _Skip(NamedTuple):
+    """``_read_plain`` read the entries up to ``position``; the last one's data ended at
+    ``data_end``."""
+
+    position: int
+    data_end: int
+
+
+_new_entry = cast(
+    "Callable[[tuple[object, ...]], FileMetadata]", partial(tuple.__new__, FileMetadata)
+)  # FileMetadata(*fields) without NamedTuple's __new__ in Python: a call per header saved
 
 
 def _padded(size: int) -> int:

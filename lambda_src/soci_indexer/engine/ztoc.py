@@ -14,12 +14,13 @@ the reference order (SOCI-FORMAT.md 1.2).
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
 from itertools import accumulate
-from typing import NamedTuple
+from operator import itemgetter, sub
+from typing import NamedTuple, cast
 
 from soci_indexer.errors import ZtocFormatError
 
@@ -281,10 +282,10 @@ class _Builder:
             self._write(_EMPTY_VECTOR)
             return self._offset
         after = self._offset + 4 * len(targets)  # the offset once every reference is written
-        references = b"".join(
-            _U32.pack(after - 4 * index - target) for index, target in enumerate(targets)
-        )
-        self._write(_U32.pack(len(targets)) + references)
+        count = len(targets)
+        # the length and every reference (after - 4 * index - target) in one pack
+        references = map(sub, range(after, after - 4 * count, -4), targets)
+        self._write(struct.pack(f"<{count + 1}I", count, *references))
         return self._offset
 
     def table(self, schema: _Schema, values: Sequence[int]) -> int:
@@ -319,6 +320,47 @@ class _Builder:
         planned = (plan, self._vtable_by_layout.setdefault(plan.layout, [0]))
         self._plans[key] = planned
         return planned
+
+    def write_prepared_entries(self, entries: Sequence[PreparedEntry]) -> list[int]:
+        """``_write_entry`` for each entry without xattrs, last first; their offsets.
+
+        Each entry's bytes but the reference to its vtable were laid out ahead
+        (``prepare_entry``) for both alignments its table can start at; here
+        only the one for the current offset is picked, and the reference
+        written, as ``table`` would: the same bytes for a fraction of the work.
+        """
+        if self._offset % 4:
+            raise AssertionError(f"entries at unaligned offset {self._offset}")
+        offsets = [0] * len(entries)
+        chunks = self._chunks
+        cells = self._vtable_by_layout
+        pack = _I32.pack
+        offset = self._offset
+        for index in range(len(entries) - 1, -1, -1):
+            strings, body, plan = entries[index][offset >> 2 & 1]
+            chunks += (strings, body)
+            object_offset = offset + len(strings) + len(body) + 4
+            cell = cells.get(plan.layout)
+            vtable = cell[0] if cell else 0
+            if object_offset <= self._largest_field_offset:
+                vtable = self._find_vtable(plan.layout, [vtable], object_offset)
+            offsets[index] = offset = object_offset
+            if plan.largest > self._minalign:
+                self._minalign = plan.largest
+            if vtable:
+                chunks.append(pack(vtable - object_offset))
+            else:
+                vtable = object_offset + 2 * (len(plan.layout) + 2)
+                chunks.append(pack(vtable - object_offset))
+                self._offset = offset
+                cells.setdefault(plan.layout, [0])
+                self._write_vtable(plan, vtable)
+                offset = self._offset
+            if len(chunks) >= _CHUNKS_PER_RUN:
+                self._flush_chunks()
+                chunks = self._chunks
+        self._offset = offset
+        return offsets
 
     def _write_vtable(self, plan: _TablePlan, vtable: int) -> None:
         entries = (2 * (len(plan.layout) + 2), plan.size, *plan.layout)
@@ -357,6 +399,7 @@ _CHUNKS_PER_RUN = 4096
 _LARGE_CHUNK = 64 * 1024
 _EMPTY_VECTOR = _U32.pack(0)
 _NUL_AND_PADDING = [bytes(1 + padding) for padding in range(4)]
+_EMPTY_STRING = _EMPTY_VECTOR + bytes(4)  # a length of 0, the NUL and padding
 
 
 class StringBlock(NamedTuple):
@@ -393,6 +436,144 @@ def _join_pieces(pieces: list[bytes]) -> StringBlock:
     return StringBlock(b"".join(pieces), ends)
 
 
+# The vector and the strings (shared by both halves), the table less its vtable reference, and
+# the table's plan. Kept for every entry of the layer until the end, so kept small.
+PreparedHalf = tuple[bytes, bytes, "_TablePlan"]
+PreparedEntry = tuple[PreparedHalf, PreparedHalf]  # for the entry at offset 0 and 4 modulo 8
+
+
+def prepare_entry(entry: FileMetadata) -> PreparedEntry | None:
+    """What ``serialize`` writes for ``entry`` (its strings, an empty xattr vector and
+    its table), laid out ahead for either alignment; None for an entry with xattrs.
+
+    An entry's table refers to its strings and xattr vector by distance, so
+    all of its bytes depend only on where it starts modulo 8, except the
+    reference to its vtable (``_Builder.write_prepared_entries``). This runs
+    for every entry while the layer streams, so it does the least it can: the
+    strings after the name repeat from entry to entry (``_entry_tail``), and
+    so do the distances to them, which ``_entry_packers`` folds into how the
+    table is packed.
+    """
+    (
+        name,
+        kind,
+        offset,
+        size,
+        linkname,
+        mode,
+        uid,
+        gid,
+        uname,
+        gname,
+        mtime,
+        major,
+        minor,
+        xattrs,
+    ) = entry
+    if xattrs:
+        return None
+    raw = name.encode("utf-8", "surrogateescape")
+    name_piece = _U32.pack(len(raw)) + raw + _NUL_AND_PADDING[-(len(raw) + 1) & 3]
+    tail = _entry_tail(kind, uname, gname, mtime)
+    link_piece = _piece(_encode(linkname)) if linkname else _EMPTY_STRING
+    key = (
+        tail,
+        len(link_piece),
+        len(name_piece) & 4,
+        offset != 0,
+        size != 0,
+        mode != 0,
+        uid != 0,
+        gid != 0,
+        major != 0,
+        minor != 0,
+    )
+    (pick0, refs0, rest0, plan0), (pick1, refs1, rest1, plan1) = _ENTRY_PACKERS.get(
+        key
+    ) or _entry_packers(key)
+    values = (offset, size, mode, uid, gid, major, minor)
+    data = tail.owner + link_piece + tail.kind + name_piece  # lowest address first
+    return (
+        (data, rest0.pack(*pick0(values + refs0)), plan0),
+        (data, rest1.pack(*pick1(values + refs1)), plan1),
+    )
+
+
+class _EntryTail(NamedTuple):
+    """The strings of an entry that repeat from entry to entry: its type, and its owner
+    and time with the empty xattr vector after them, each laid out as below the link
+    (lowest address first); and the distances of the owner strings' ends back from the
+    table, where the vector ends."""
+
+    kind: bytes
+    owner: bytes  # the vector, mod_time, gname, uname
+    distances: tuple[int, int, int, int]  # uname, gname, mod_time, and where the link ends
+
+
+@lru_cache(maxsize=4096)
+def _entry_tail(kind: str, uname: str, gname: str, mod_time: str) -> _EntryTail:
+    pieces = [_text_piece(uname), _text_piece(gname), _text_piece(mod_time), _EMPTY_VECTOR]
+    # From the table back, where each string ends: the mod_time after the vector, ...
+    mod_time_end, gname_end, uname_end, link_end = accumulate(map(len, reversed(pieces)))
+    return _EntryTail(
+        _text_piece(kind),
+        b"".join(reversed(pieces)),
+        (uname_end, gname_end, mod_time_end, link_end),
+    )
+
+
+_EntryPacker = tuple[
+    Callable[[tuple[int, ...]], tuple[int, ...]], tuple[int, ...], struct.Struct, "_TablePlan"
+]
+_ENTRY_PACKERS: dict[tuple[object, ...], tuple[_EntryPacker, _EntryPacker]] = {}
+_ENTRY_PACKERS_LIMIT = 4096  # kinds of entries kept; beyond it the cache starts over
+
+
+def _entry_packers(key: tuple[object, ...]) -> tuple[_EntryPacker, _EntryPacker]:
+    """For an entry table of ``key``'s shape, at either alignment: how to pack its fields
+    from ``(offset, size, mode, uid, gid, devmajor, devminor)`` and the references.
+
+    A field that refers to a string holds the string's distance back from
+    the table's start plus the field's own position in the table: both are
+    known from the key, so the references are constants (``refs``), picked
+    with the values into the table's field order.
+    """
+    tail, link_length, name_alignment, *scalars = key
+    assert isinstance(tail, _EntryTail)
+    assert isinstance(link_length, int)
+    assert isinstance(name_alignment, int)
+    offset, size, mode, uid, gid, major, minor = map(bool, scalars)
+    present = (True, True, offset, size, True, mode, uid, gid, True, True, True, major, minor, True)
+    uname, gname, mtime, link = tail.distances
+    kind = link + link_length
+    name = kind + len(tail.kind)
+    # per field of the schema: the index of its value, or None and its distance (a reference)
+    sources = ((None, name), (None, kind), (0, 0), (1, 0), (None, link), (2, 0), (3, 0), (4, 0),
+               (None, uname), (None, gname), (None, mtime), (5, 0), (6, 0), (None, 0))  # fmt: skip
+    table_alignment = name_alignment + name  # from the name's start, mod 8
+    packers = []
+    for start in (0, 4):
+        plan = _plan_table(_FILE_METADATA, (start + table_alignment) % 8, present)
+        indices: list[int] = []
+        refs: list[int] = []
+        for index, position, _ in plan.fields:
+            value, distance = sources[index]
+            if value is None:
+                refs.append(position + distance)
+                value = _ENTRY_VALUES + len(refs) - 1
+            indices.append(value)
+        # The table's format less its leading vtable reference ("<i" and nothing before it).
+        rest = struct.Struct("<" + plan.packer.format.removeprefix("<i"))
+        packers.append((itemgetter(*indices), tuple(refs), rest, plan))
+    if len(_ENTRY_PACKERS) >= _ENTRY_PACKERS_LIMIT:
+        _ENTRY_PACKERS.clear()
+    _ENTRY_PACKERS[key] = (packers[0], packers[1])
+    return _ENTRY_PACKERS[key]
+
+
+_ENTRY_VALUES = 7  # offset, size, mode, uid, gid, devmajor, devminor
+
+
 def entry_strings(entry: FileMetadata) -> StringBlock:
     """The six strings of a TOC entry, for ``serialize(..., prepared=...)``."""
     name = _piece(entry.name.encode("utf-8", "surrogateescape"))
@@ -401,6 +582,7 @@ def entry_strings(entry: FileMetadata) -> StringBlock:
     return _join_pieces([name, _text_piece(entry.type), linkname, *repeated])
 
 
+@lru_cache(maxsize=1024)
 def _plan_table(schema: _Schema, alignment: int, present: tuple[bool, ...]) -> _TablePlan:
     """Lay fields out as Go's Prepend*Slot calls would, starting ``alignment`` (mod 8) bytes in.
 
@@ -436,10 +618,10 @@ def _plan_table(schema: _Schema, alignment: int, present: tuple[bool, ...]) -> _
     )
 
 
-def serialize(ztoc: Ztoc, *, prepared: Sequence[StringBlock] | None = None) -> bytes:
+def serialize(ztoc: Ztoc, *, prepared: Sequence[PreparedEntry | None] | None = None) -> bytes:
     """The zTOC's flatbuffer bytes, byte-identical to the reference builder's.
 
-    ``prepared`` may hold ``entry_strings`` of every entry, computed ahead.
+    ``prepared`` may hold ``prepare_entry`` of every entry, computed ahead.
     """
     builder = _Builder()
     version = builder.create_string(_encode(ztoc.version))
@@ -461,14 +643,28 @@ def serialize(ztoc: Ztoc, *, prepared: Sequence[StringBlock] | None = None) -> b
 
 
 def _write_toc(
-    builder: _Builder, metadata: Sequence[FileMetadata], prepared: Sequence[StringBlock] | None
+    builder: _Builder,
+    metadata: Sequence[FileMetadata],
+    prepared: Sequence[PreparedEntry | None] | None,
 ) -> int:
-    """The TOC, entries created last first so that they read in archive order."""
+    """The TOC, entries created last first so that they read in archive order: runs of
+    entries without xattrs in bulk, the others one by one."""
+    if prepared is None:
+        prepared = [prepare_entry(entry) for entry in metadata]
     entries = [0] * len(metadata)
-    for index in range(len(metadata) - 1, -1, -1):
-        entry = metadata[index]
-        strings = prepared[index] if prepared is not None else entry_strings(entry)
-        entries[index] = _write_entry(builder, entry, strings)
+    end = len(metadata)
+    while end:
+        start = end
+        while start and prepared[start - 1] is not None:
+            start -= 1
+        if start < end:
+            run = cast("list[PreparedEntry]", prepared[start:end])
+            entries[start:end] = builder.write_prepared_entries(run)
+        if start:
+            start -= 1
+            entry = metadata[start]
+            entries[start] = _write_entry(builder, entry, entry_strings(entry))
+        end = start
     vector = builder.create_offset_vector(entries)
     return builder.table(_TOC, (vector,))
 

@@ -11,8 +11,11 @@ same registry, with the same client and the same number of layers at once:
   digests, zTOC and manifest pushes).
 
 Each is run ``--rounds`` times after one untimed warm-up pull; the best time
-of each is compared. The figure is the ratio indexing / pull (target <= 1.5),
-never an absolute time: machines differ, ratios measured side by side do not.
+of each is compared, as ratios, never as absolute times. There is no target
+here any more: on loopback the registry serves faster than zlib inflates, so
+index / pull measured zlib, not the design. The network benchmark
+(``network_bench.py``) holds the targets, with connections capped as a real
+registry caps them.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ from support.images import GZIP_OCI, Blob, PlatformImage, push_image  # noqa: E4
 from support.registry import LocalRegistry, installed, running_registry  # noqa: E402
 
 MIB = 1024 * 1024
-TARGET_RATIO = 1.5
 REPOSITORY = "bench/pipeline"
 WORKERS = 4  # IndexOptions' default: layers at once, for the pull as for indexing
 
@@ -146,10 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  full pull (baseline)   {pull:6.2f} s  {size / MIB / pull:7.1f} MiB/s")
     print(f"  pull + inflate         {inflated:6.2f} s  {size / MIB / inflated:7.1f} MiB/s")
     print(f"  index image            {index:6.2f} s  {size / MIB / index:7.1f} MiB/s")
-    verdict = "ok" if ratio <= TARGET_RATIO else "ABOVE TARGET"
-    print(f"  ratio index / pull     {ratio:6.2f}   (target <= {TARGET_RATIO}: {verdict})")
+    print(f"  ratio index / pull     {ratio:6.2f}   (loopback: no target, see the network bench)")
     print(f"  ratio index / pull+inflate {index / inflated:6.2f}")
-    return 0 if ratio <= TARGET_RATIO else 1
+    return 0
 
 
 if __name__ == "__main__":

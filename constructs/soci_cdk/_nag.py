@@ -10,7 +10,7 @@ whole role: users add their own statements to roles.
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Token, Validations
+from aws_cdk import Acknowledgment, CfnElement, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
 
@@ -54,6 +54,15 @@ def ecr_policy(
 def wildcard_resource_finding(resource: str) -> str:
     """The IAM5 finding cdk-nag reports for a wildcard resource, as it renders the ARN."""
     return f"AwsSolutions-IAM5[Resource::{resource}]"
+
+
+def invoke_versions_finding(function: IConstruct) -> str:
+    """The IAM5 finding for ``<function ARN>:*`` (what ``grant_invoke`` writes), as cdk-nag
+    names the function: by its CloudFormation logical id."""
+    child = function.node.default_child
+    assert isinstance(child, CfnElement), f"{function.node.path} has no CloudFormation resource"
+    logical_id = Stack.of(function).resolve(child.logical_id)
+    return wildcard_resource_finding(f"<{logical_id}.Arn>:*")
 
 
 def repository_finding(scope: IConstruct, name: str) -> str:

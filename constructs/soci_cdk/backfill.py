@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import jsii
 from aws_cdk import (
-    CfnElement,
     CustomResource,
     Duration,
     IStableListProducer,
@@ -32,13 +30,13 @@ from aws_cdk import (
 )
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 from soci_indexer import settings
 
 from soci_cdk import _checks, _nag
+from soci_cdk._function import indexer_function, log_writing_role
 
 # Listing repositories and describing a few thousand images takes seconds; the cap
 # keeps what is queued small. The Provider's framework waits for the function.
@@ -104,8 +102,6 @@ class BackfillRun(Construct):
         id: str,
         *,
         backfill: Backfill,
-        code: lambda_.Code,
-        runtime: lambda_.Runtime,
         queue: sqs.IQueue,
         key: kms.IKey | None,
         log_retention: logs.RetentionDays,
@@ -119,13 +115,12 @@ class BackfillRun(Construct):
         self.log_group = logs.LogGroup(
             self, "LogGroup", retention=log_retention, encryption_key=key
         )
-        self.role = iam.Role(
+        self.role = log_writing_role(
             self,
             "ServiceRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Queues the images already in ECR for SOCI indexing, at deploy",
+            self.log_group,
+            "Queues the images already in ECR for SOCI indexing, at deploy",
         )
-        self.log_group.grant_write(self.role)
         self._describe_images = iam.PolicyStatement(actions=["ecr:DescribeImages"])
         self._describe_repositories: iam.PolicyStatement | None = None
         self._acknowledged: set[str] = set()
@@ -136,30 +131,22 @@ class BackfillRun(Construct):
         if key is not None:
             # SQS encrypts each message with a data key of the queue's key.
             key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
-        self.function = lambda_.Function(
+        self.function = indexer_function(
             self,
             "Function",
-            description="Queues the images already in ECR for SOCI indexing, at deploy",
-            code=code,
             handler=settings.BACKFILL_HANDLER,
-            runtime=runtime,
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=MEMORY_SIZE_MIB,
-            timeout=TIMEOUT,
+            description="Queues the images already in ECR for SOCI indexing, at deploy",
             role=self.role,
             log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
+            memory_size_mib=MEMORY_SIZE_MIB,
+            timeout=TIMEOUT,
         )
         self.function.node.add_dependency(self.ecr_policy)
         # The framework's function: our own role, without the managed policy that
         # allows writing to every log group, and our log group.
-        framework_role = iam.Role(
-            self,
-            "ProviderRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Runs the backfill function for CloudFormation",
+        framework_role = log_writing_role(
+            self, "ProviderRole", self.log_group, "Runs the backfill function for CloudFormation"
         )
-        self.log_group.grant_write(framework_role)
         self.provider = custom_resources.Provider(
             self,
             "Provider",
@@ -168,10 +155,9 @@ class BackfillRun(Construct):
             log_group=self.log_group,
         )
         # The framework invokes the function's ARN and its versions (":*"), nothing else.
-        function_id = stack.get_logical_id(cast(CfnElement, self.function.node.default_child))
         _nag.acknowledge(
             framework_role.node.find_child("DefaultPolicy"),
-            _nag.wildcard_resource_finding(f"<{stack.resolve(function_id)}.Arn>:*"),
+            _nag.invoke_versions_finding(self.function),
             "the Provider framework may invoke the backfill function and its versions, "
             "and no other function",
         )

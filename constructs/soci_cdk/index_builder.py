@@ -10,7 +10,6 @@ lands in a dead-letter queue, which raises an alarm too.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TypedDict, Unpack, cast
 
 import jsii
@@ -32,6 +31,7 @@ from constructs import Construct, IValidation
 from soci_indexer import settings
 
 from soci_cdk import _checks, _nag, event_pattern
+from soci_cdk._function import indexer_function, log_writing_role
 from soci_cdk.backfill import Backfill, BackfillRun
 from soci_cdk.backfill import check as check_backfill
 from soci_cdk.errors import InvalidPropError
@@ -39,7 +39,6 @@ from soci_cdk.interfaces import ISociRepository
 
 HANDLER = settings.LAMBDA_HANDLER
 # The newest Python the Lambda service, aws-cdk-lib and cfn-lint all know.
-RUNTIME = lambda_.Runtime.PYTHON_3_14
 # Lambda gives one vCPU per 1769 MiB. Two vCPUs index 1.7x faster than one for
 # about 14% more per byte (bench/sizing_bench.py; README, "Lambda memory and the
 # largest image"): the speed sets the largest image one invocation can take.
@@ -91,20 +90,6 @@ PUSH_ACTIONS = (
 # with it, the key policy statement requires aws:SourceAccount to be this account.
 EVENTS_QUEUE_SAME_ACCOUNT = "@aws-cdk/aws-events:eventsTargetQueueSameAccount"
 VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
-
-
-def indexer_code() -> lambda_.Code:
-    """The ``soci_indexer`` package as it is installed: the Lambda asset, no bundling.
-
-    Found from the imported module, never from the working directory; the
-    asset root holds only ``soci_indexer/``, without bytecode caches, so its
-    hash changes only when the source does.
-    """
-    package = Path(settings.__file__).resolve().parent
-    return lambda_.Code.from_asset(
-        str(package.parent),
-        exclude=["*", f"!{package.name}", f"!{package.name}/**", "**/__pycache__", "*.pyc"],
-    )
 
 
 @jsii.implements(IValidation)
@@ -440,8 +425,6 @@ class SociIndexBuilder(Construct):
                 self,
                 "Backfill",
                 backfill=backfill,
-                code=indexer_code(),
-                runtime=RUNTIME,
                 queue=self.queue,
                 key=encryption_key,
                 log_retention=log_retention,
@@ -786,14 +769,13 @@ class SociIndexBuilder(Construct):
         security_groups: Sequence[ec2.ISecurityGroup] | None,
     ) -> lambda_.Function:
         # Our own role: the default one carries a managed policy with logs:* on every group.
-        role = iam.Role(
+        role = log_writing_role(
             self,
             "ServiceRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Reads pushed ECR images and pushes their SOCI indexes",
+            self.log_group,
+            "Reads pushed ECR images and pushes their SOCI indexes",
         )
         self.role = role
-        self.log_group.grant_write(role)
         if vpc is not None:
             # What Lambda needs to attach the function to the VPC (network interfaces);
             # the function's own role gets it as it would with a role made by Lambda.
@@ -806,21 +788,18 @@ class SociIndexBuilder(Construct):
                 "Lambda's own policy for functions in a VPC: the network interface actions it "
                 "needs, kept current by AWS",
             )
-        return lambda_.Function(
+        return indexer_function(
             self,
             "Function",
-            description="Builds SOCI indexes for images pushed to Amazon ECR",
-            code=indexer_code(),
             handler=HANDLER,
-            runtime=RUNTIME,
-            architecture=architecture,
-            memory_size=memory_size_mib,
-            timeout=timeout,
-            environment=environment,
+            description="Builds SOCI indexes for images pushed to Amazon ECR",
             role=role,
-            reserved_concurrent_executions=reserved_concurrency,
             log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
+            memory_size_mib=memory_size_mib,
+            timeout=timeout,
+            architecture=architecture,
+            environment=environment,
+            reserved_concurrent_executions=reserved_concurrency,
             application_log_level_v2=lambda_.ApplicationLogLevel(LOG_LEVELS[log_level]),
             vpc=vpc,
             vpc_subnets=vpc_subnets,

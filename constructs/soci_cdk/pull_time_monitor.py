@@ -17,20 +17,18 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from soci_indexer import settings
 
 from soci_cdk import _checks
+from soci_cdk._function import indexer_function, log_writing_role
 from soci_cdk.errors import InvalidPropError
 from soci_cdk.index_builder import (
-    RUNTIME,
     MetricOptions,
     check_metric_names,
     default_service_name,
-    indexer_code,
     service_metric,
 )
 from soci_cdk.interfaces import ISociIndexBuilder
@@ -109,22 +107,20 @@ class PullTimeMonitor(Construct):
 
         self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
         # Our own role: the default one carries a managed policy with logs:* on every group.
-        self.role = iam.Role(
+        self.role = log_writing_role(
             self,
             "ServiceRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Writes the image pull times of ECS tasks to its log group (EMF)",
+            self.log_group,
+            "Writes the image pull times of ECS tasks to its log group (EMF)",
         )
-        self.log_group.grant_write(self.role)
-        self.function = lambda_.Function(
+        self.function = indexer_function(
             self,
             "Function",
-            description="Records the image pull time of ECS tasks, SOCI-enabled or plain",
-            code=indexer_code(),
             handler=HANDLER,
-            runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=MEMORY_SIZE_MIB,
+            description="Records the image pull time of ECS tasks, SOCI-enabled or plain",
+            role=self.role,
+            log_group=self.log_group,
+            memory_size_mib=MEMORY_SIZE_MIB,
             timeout=Duration.seconds(TIMEOUT_SECONDS),
             environment={
                 settings.ENV_TAG_SUFFIX: self.tag_suffix,
@@ -133,9 +129,6 @@ class PullTimeMonitor(Construct):
                 settings.ENV_SERVICE_NAME: self.service_name,
                 settings.ENV_LOG_LEVEL: settings.DEFAULT_LOG_LEVEL,
             },
-            role=self.role,
-            log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
         )
         detail: dict[str, object] = {"$or": RUNNING_OR_STOPPED_BEFORE_PULL}

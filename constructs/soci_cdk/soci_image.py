@@ -28,12 +28,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
-from constructs import Construct, IConstruct
+from constructs import Construct
 from soci_indexer import settings
 
 from soci_cdk import _checks, _nag
+from soci_cdk._function import indexer_function, log_writing_role
 from soci_cdk.errors import InvalidPropError
-from soci_cdk.index_builder import PULL_ACTIONS, PUSH_ACTIONS, RUNTIME, indexer_code
+from soci_cdk.index_builder import PULL_ACTIONS, PUSH_ACTIONS
 
 # The provider's construct id on the stack: every SociImage of the stack finds it there.
 PROVIDER_ID = "SociImageProvider"
@@ -192,31 +193,20 @@ class SociImageProvider(Construct):
         return True
 
     def _role(self, id: str, description: str) -> iam.Role:
-        role = iam.Role(
-            self,
-            id,
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=description,
-        )
-        self.log_group.grant_write(role)
-        return role
+        return log_writing_role(self, id, self.log_group, description)
 
     def _function(
         self, id: str, handler: str, role: iam.IRole, memory_size_mib: int, description: str
     ) -> lambda_.Function:
-        return lambda_.Function(
+        return indexer_function(
             self,
             id,
-            description=description,
-            code=indexer_code(),
             handler=handler,
-            runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=memory_size_mib,
-            timeout=FUNCTION_TIMEOUT,
+            description=description,
             role=role,
             log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
+            memory_size_mib=memory_size_mib,
+            timeout=FUNCTION_TIMEOUT,
         )
 
     def _trace_waiter(self) -> None:
@@ -239,7 +229,7 @@ class SociImageProvider(Construct):
             for function in functions:
                 _nag.acknowledge(
                     role.node.find_child("DefaultPolicy"),
-                    _nag.wildcard_resource_finding(f"<{_logical_id(function)}.Arn>:*"),
+                    _nag.invoke_versions_finding(function),
                     WHY_INVOKE_VERSIONS,
                 )
         waiter = self.provider.node.find_child("waiter-state-machine")
@@ -247,21 +237,12 @@ class SociImageProvider(Construct):
         for function_id in ("framework-isComplete", "framework-onTimeout"):
             _nag.acknowledge(
                 waiter_policy,
-                _nag.wildcard_resource_finding(
-                    f"<{_logical_id(self.provider.node.find_child(function_id))}.Arn>:*"
-                ),
+                _nag.invoke_versions_finding(self.provider.node.find_child(function_id)),
                 WHY_INVOKE_VERSIONS,
             )
         _nag.acknowledge(
             waiter_policy, _nag.wildcard_resource_finding("*"), WHY_WAITER_ANY_RESOURCE
         )
-
-
-def _logical_id(construct: IConstruct) -> str:
-    """How cdk-nag names a function in a finding: its CloudFormation logical id."""
-    child = construct.node.default_child
-    resolved = Stack.of(construct).resolve(child.logical_id)  # type: ignore[union-attr]
-    return str(resolved)
 
 
 class SociImage(Construct):
